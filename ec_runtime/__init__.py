@@ -1,0 +1,23 @@
+"""ec_runtime: torch-free EdgeConnect inference on ONNX Runtime (CPU/CUDA) or TensorRT.
+
+Base install: numpy, opencv, onnxruntime. TensorRT and pycuda are optional and imported lazily.
+This package never imports torch, ec_train or ec_export.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("ec-deploy")
+except PackageNotFoundError:
+    __version__ = "0+unknown"
+
+from ec_runtime.errors import (  # noqa: E402
+    EcRuntimeError,
+    EngineMismatchError,
+    InputError,
+    MissingDependencyError,
+    ModelNotFoundError,
+)
+
+__all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
+           "MissingDependencyError", "ModelNotFoundError"]

@@ -1,0 +1,21 @@
+"""The exception root of ``ec_runtime`` (which must not import ec_train, so it has its own)."""
+
+
+class EcRuntimeError(Exception):
+    """Base class of every error ec_runtime raises with a message a user can act on."""
+
+
+class MissingDependencyError(EcRuntimeError, ImportError):
+    """An optional backend is not installed; the message names the extra to install."""
+
+
+class ModelNotFoundError(EcRuntimeError, FileNotFoundError):
+    """An export directory, ONNX file or engine file does not exist."""
+
+
+class EngineMismatchError(EcRuntimeError):
+    """A TensorRT engine was built for another TensorRT version, GPU or ONNX file."""
+
+
+class InputError(EcRuntimeError, ValueError):
+    """An image or mask cannot be inpainted as given (size, type, content)."""
