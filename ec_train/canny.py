@@ -88,7 +88,7 @@ def _non_maximum_suppression(isobel: torch.Tensor, jsobel: torch.Tensor, magnitu
     abs_i, abs_j = isobel.abs(), jsobel.abs()
     same_sign = (isobel > 0) == (jsobel > 0)  # skimage's cond1; otherwise cond2
     # cond1 uses the row axis when |i| > |j|, cond2 when |i| >= |j|.
-    row_major = torch.where(same_sign, abs_i > abs_j, abs_i >= abs_j)
+    row_major = (same_sign & (abs_i > abs_j)) | (~same_sign & (abs_i >= abs_j))
     weight = torch.minimum(abs_i, abs_j) / torch.maximum(abs_i, abs_j).clamp_min(torch.finfo(magnitude.dtype).tiny)
 
     row_plus = torch.where(same_sign, _shift(padded, 1, 0), _shift(padded, -1, 0))
