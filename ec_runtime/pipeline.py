@@ -1,0 +1,308 @@
+"""The inpainting pipeline: image + mask -> pad -> Canny -> edge model -> merge -> inpaint model -> crop.
+
+:class:`Inpainter` is the public API::
+
+    from ec_runtime import Inpainter
+    painter = Inpainter.from_dir("export")            # ONNX Runtime on the CPU, or TensorRT on a GPU
+    result = painter.inpaint(image_rgb_uint8, mask)   # mask: nonzero = hole
+
+Canny runs as a model (``canny.onnx`` or its engine) on the same device as the generators. The
+edge model merges its prediction with the known edges itself (``edges_out``, the training
+convention); ``edge_merge="official"`` feeds the raw stage-1 map (``edges_raw``) to the inpaint
+model instead, as the official test script did. The inpaint model's ``image_out`` is already
+composited; the runtime pastes known pixels back in uint8 once more so they are bit-exact.
+
+An Inpainter holds no per-call state: several threads may call one instance concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ec_runtime.errors import EcRuntimeError, InputError, ModelNotFoundError
+from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
+from ec_runtime.runners import OrtRunner
+from ec_runtime import strategies
+
+EXPORT_MANIFEST = "export.json"
+KINDS = ("canny", "edge", "inpaint")
+PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
+GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)
+MULTIPLE = 4
+
+
+def _missing_export(path: Path, what: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{what}: {path}. Create an export directory with `ec-export` (for example "
+                              "`ec-export onnx EdgeModel_gen.pth InpaintingModel_gen.pth -o export`), then pass it "
+                              "with --model / Inpainter.from_dir or set EC_MODEL_DIR.")
+
+
+@dataclass
+class ExportDir:
+    """An export directory and its ``export.json`` (see the ONNX I/O contract)."""
+
+    root: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "ExportDir":
+        root = Path(root)
+        if not root.is_dir():
+            raise _missing_export(root, "export directory not found")
+        path = root / EXPORT_MANIFEST
+        if not path.is_file():
+            raise _missing_export(path, "export manifest not found")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelNotFoundError(f"{path} is not a readable export manifest: {exc}") from exc
+        return cls(root, manifest)
+
+    def model_path(self, kind: str, precision: str) -> Path:
+        """The ONNX file of ``kind`` at ``precision`` (Canny falls back to fp32, its only exact form)."""
+        models = self.manifest.get("models", {}).get(kind, {})
+        name = models.get(precision) or (models.get("fp32") if kind == "canny" else None)
+        if name is None:
+            have = ", ".join(sorted(models)) or "none"
+            raise ModelNotFoundError(f"{self.root / EXPORT_MANIFEST} lists no {kind} model at {precision} "
+                                     f"(has: {have}); re-export with `ec-export ... --precisions {precision}`")
+        path = self.root / name
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file listed in {self.root / EXPORT_MANIFEST} is missing: {path}")
+        return path
+
+    def engine_path(self, kind: str, precision: str) -> Path | None:
+        """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""
+        engines = self.manifest.get("engines") or {}
+        entry = engines.get(f"{kind}.{precision}") or (engines.get(f"{kind}.fp32") if kind == "canny" else None)
+        if not entry:
+            return None
+        path = self.root / entry["engine"]
+        return path if path.is_file() else None
+
+
+def pad_amount(n: int, multiple: int = MULTIPLE) -> int:
+    return (-n) % multiple
+
+
+def to_nchw(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N,H,W,3) and bool (N,H,W) -> float32 (N,3,H,W) in [0,1] and (N,1,H,W) in {0,1}."""
+    image = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+    mask = np.ascontiguousarray(masks[:, None], dtype=np.float32)
+    return image, mask
+
+
+class OrtStages:
+    """canny, edge and inpaint models as three ONNX Runtime sessions."""
+
+    def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
+        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        for r in self.runners.values():
+            r.activate()
+        self.providers = self.runners["edge"].session.get_providers()
+
+    def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        edges = self.runners["canny"].infer({"gray": gray, "mask": mask})["edges"]
+        stage1 = self.runners["edge"].infer({"gray": gray, "edges": edges, "mask": mask})
+        out = self.runners["inpaint"].infer({"image": image, "edges": stage1[edges_key], "mask": mask})
+        return {"image_out": out["image_out"], "edges": edges, **stage1}
+
+    def close(self) -> None:
+        for r in self.runners.values():
+            r.deactivate()
+
+
+class TrtStages:
+    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
+
+    def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
+        from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner
+
+        dev = CudaDevice(device)
+        self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
+        self._chain = TrtChain
+        self.providers = ["TensorRT"]
+
+    def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        chain = self._chain(self.runners, [{}, {"edges": (0, "edges")}, {"edges": (1, edges_key)}])
+        fetch = [(2, "image_out")] + ([(0, "edges"), (1, "edges_out"), (1, "edges_raw")] if want_edges else [])
+        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch)
+
+    def close(self) -> None:
+        for r in self.runners:
+            r.deactivate()
+
+
+def _gpu_present(device: int) -> bool:
+    from ec_runtime.tensorrt_support import current_gpu
+
+    return current_gpu(device) is not None
+
+
+def _trt_usable() -> bool:
+    import importlib.util
+
+    has_trt = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+    return has_trt and importlib.util.find_spec("pycuda") is not None
+
+
+class Inpainter:
+    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`."""
+
+    def __init__(self, stages, *, backend: str, precision: str, edge_merge: str = "training",
+                 strategy: str = strategies.DEFAULT_STRATEGY, max_side: int = strategies.DEFAULT_MAX_SIDE,
+                 margin: int = strategies.DEFAULT_MARGIN) -> None:
+        if edge_merge not in EDGE_MERGES:
+            raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
+        strategies.check_strategy(strategy)
+        self.stages = stages
+        self.backend = backend
+        self.precision = precision
+        self.edge_merge = edge_merge
+        self.strategy = strategy
+        self.max_side = int(max_side)
+        self.margin = int(margin)
+
+    @classmethod
+    def from_dir(cls, export_dir: str | os.PathLike, backend: str = "auto", precision: str = "fp32",
+                 device: int = 0, providers: Sequence[str] | str | None = None, threads: int | None = None,
+                 *, edge_merge: str = "training", strategy: str = strategies.DEFAULT_STRATEGY,
+                 max_side: int = strategies.DEFAULT_MAX_SIDE, cuda_graph: bool = False) -> "Inpainter":
+        """Load the models of ``export_dir``.
+
+        ``backend``: ``auto`` picks TensorRT when engines for ``precision`` and a GPU are present,
+        else ONNX Runtime with CUDA when this onnxruntime build has it, else ONNX Runtime on the CPU.
+        ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
+        ``threads`` sets ONNX Runtime's intra-op threads.
+        """
+        if backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        export = ExportDir.open(export_dir)
+        engines = {k: export.engine_path(k, precision) for k in KINDS}
+        have_engines = all(engines.values())
+        if backend == "tensorrt" and not have_engines:
+            missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
+            raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
+                                     f"build them with `ec-export engine` or use --backend onnxruntime")
+        if backend == "tensorrt" or (backend == "auto" and have_engines and _trt_usable() and _gpu_present(device)):
+            stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
+        else:
+            if providers is None and backend == "auto":
+                import onnxruntime as ort
+
+                if "CUDAExecutionProvider" in ort.get_available_providers() and _gpu_present(device):
+                    providers = ["cuda"]
+            stages, chosen = OrtStages(export, precision, providers, threads, device), "onnxruntime"
+        return cls(stages, backend=chosen, precision=precision, edge_merge=edge_merge, strategy=strategy,
+                   max_side=max_side)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.stages.providers)
+
+    def close(self) -> None:
+        self.stages.close()
+
+    def __enter__(self) -> "Inpainter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- arrays in model space ------------------------------------------------------------------
+    def run(self, image: np.ndarray, mask: np.ndarray, want_edges: bool = True) -> dict[str, np.ndarray]:
+        """The models on float arrays: ``image`` (N,3,H,W) in [0,1], ``mask`` (N,1,H,W), 1 = hole.
+
+        Any H and W: the inputs are reflect-padded to multiples of 4 and the outputs cropped back.
+        Returns ``image_out`` and, with ``want_edges``, ``edges`` (Canny of the known region),
+        ``edges_out`` (merged) and ``edges_raw`` (stage-1 output), all (N,C,H,W) float32.
+        """
+        h, w = image.shape[2:]
+        ph, pw = pad_amount(h), pad_amount(w)
+        if ph or pw:
+            pad = ((0, 0), (0, 0), (0, ph), (0, pw))
+            image, mask = np.pad(image, pad, mode="reflect"), np.pad(mask, pad, mode="reflect")
+        gray = np.einsum("nchw,c->nhw", image, GRAY_WEIGHTS)[:, None].astype(np.float32, copy=False)
+        out = self.stages(np.ascontiguousarray(image), np.ascontiguousarray(gray), np.ascontiguousarray(mask),
+                          EDGE_MERGES[self.edge_merge], want_edges)
+        return {k: v[:, :, :h, :w] for k, v in out.items() if want_edges or k == "image_out"}
+
+    def _paint(self, images: np.ndarray, masks: np.ndarray, want_edges: bool):
+        """uint8 (N,H,W,3), bool (N,H,W) -> uint8 (N,H,W,3) and the stage-1 edges (N,H,W) or None."""
+        image, mask = to_nchw(images, masks)
+        out = self.run(image, mask, want_edges)
+        painted = np.rint(np.clip(out["image_out"], 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        painted = np.where(masks[..., None], painted, images)
+        edges = out[EDGE_MERGES[self.edge_merge]][:, 0] if want_edges else None
+        return painted, edges
+
+    def _paint_one(self, image: np.ndarray, mask: np.ndarray, want_edges: bool):
+        painted, edges = self._paint(image[None], mask[None], want_edges)
+        return painted[0], (edges[0] if edges is not None else None)
+
+    # --- the public uint8 API -------------------------------------------------------------------
+    def _prepare(self, image, mask, source: str) -> tuple[np.ndarray, np.ndarray]:
+        image = to_rgb_uint8(image, source)
+        mask = hole_mask(mask, source)
+        check_pair(image, mask, source)
+        return image, mask
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
+                strategy: str | None = None):
+        """Fill the holes of one image.
+
+        ``image``: uint8 RGB (H, W, 3) (gray, RGBA and 16-bit arrays are converted); ``mask``: (H, W),
+        nonzero = hole. Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where
+        ``edges`` is the float (H, W) edge map fed to the inpaint model. An empty mask returns a copy
+        of the image without running any model. ``strategy`` overrides the instance's strategy.
+        """
+        image, mask = self._prepare(image, mask, "image")
+        if not mask.any():
+            return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
+        name = strategy or self.strategy
+        painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
+                                          max_side=self.max_side, margin=self.margin)
+        return (painted, edges) if return_edges else painted
+
+    def inpaint_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | np.ndarray,
+                      return_edges: bool = False, *, strategy: str | None = None) -> list:
+        """:meth:`inpaint` over many images; one 2-D ``masks`` array applies to all of them.
+
+        With the ``original`` strategy, images of the same size run as one batch (instance norm
+        is per image, so batching does not change results).
+        """
+        if isinstance(masks, np.ndarray) and masks.ndim == 2:
+            masks = [masks] * len(images)
+        if len(masks) != len(images):
+            raise InputError(f"got {len(images)} images but {len(masks)} masks")
+        name = strategy or self.strategy
+        pairs = [self._prepare(im, m, f"image {i}") for i, (im, m) in enumerate(zip(images, masks))]
+        results: list = [None] * len(pairs)
+        groups: dict[tuple, list[int]] = {}
+        for i, (image, mask) in enumerate(pairs):
+            if not mask.any():
+                results[i] = (image.copy(), np.zeros(mask.shape, np.float32))
+            elif name == "original" or strategies.fits(image.shape, name, self.max_side):
+                groups.setdefault(image.shape, []).append(i)
+            else:
+                results[i] = strategies.apply(name, self._paint_one, *pairs[i], return_edges,
+                                              max_side=self.max_side, margin=self.margin)
+        for idx in groups.values():
+            painted, edges = self._paint(np.stack([pairs[i][0] for i in idx]), np.stack([pairs[i][1] for i in idx]),
+                                         return_edges)
+            for j, i in enumerate(idx):
+                results[i] = (painted[j], edges[j] if edges is not None else None)
+        return results if return_edges else [r[0] for r in results]
+
+
+PaintFn = Callable[[np.ndarray, np.ndarray, bool], tuple]

@@ -1,0 +1,187 @@
+"""Runners: one interface over ONNX Runtime and TensorRT, in the style of Polygraphy.
+
+A runner is created cheaply, loads its model in :meth:`Runner.activate` (once), answers
+:meth:`Runner.infer` with a dict of float32 numpy arrays, and frees everything in
+:meth:`Runner.deactivate`. It is also a context manager::
+
+    with OrtRunner("export/edge.onnx") as runner:
+        out = runner.infer({"gray": gray, "edges": edges, "mask": mask})["edges_out"]
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ec_runtime.errors import EcRuntimeError, MissingDependencyError, ModelNotFoundError
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+
+class Runner:
+    """Base class: ``activate()``, ``infer(feed) -> dict``, ``deactivate()``, context manager."""
+
+    name = "runner"
+
+    def __init__(self) -> None:
+        self.is_active = False
+        self._activate_lock = threading.Lock()
+
+    # subclasses implement these three
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def input_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def output_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def activate(self) -> "Runner":
+        """Load the model (idempotent and thread-safe)."""
+        with self._activate_lock:
+            if not self.is_active:
+                self._activate()
+                self.is_active = True
+        return self
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on named float32 arrays; returns every output by name."""
+        if not self.is_active:
+            raise EcRuntimeError(f"{self.name} is not active; call activate() or use it as a context manager")
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:
+            raise EcRuntimeError(f"{self.name}: missing inputs {missing}; the model takes {self.input_names}")
+        return self._infer(feed)
+
+    def deactivate(self) -> None:
+        """Free the model (idempotent)."""
+        with self._activate_lock:
+            if self.is_active:
+                self._deactivate()
+                self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+
+def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) -> list:
+    """Map ``None`` / ``"cpu"`` / ``"cuda"`` / ``"tensorrt"`` / full provider names to ORT provider entries.
+
+    Providers that this onnxruntime build lacks are dropped with a warning; the CPU provider is
+    always last, so a session can always be created.
+    """
+    import onnxruntime as ort
+
+    if providers is None:
+        providers = ["cpu"]
+    elif isinstance(providers, str):
+        providers = [providers]
+    available = set(ort.get_available_providers())
+    resolved: list = []
+    for p in providers:
+        name = PROVIDER_ALIASES.get(str(p).lower(), p) if isinstance(p, str) else p[0]
+        if name not in available:
+            warnings.warn(f"ONNX Runtime provider {name} is not available in this build "
+                          f"(have {sorted(available)}); install onnxruntime-gpu (`pip install ec-deploy[gpu]`) "
+                          "for CUDA/TensorRT. Falling back.", RuntimeWarning, stacklevel=3)
+            continue
+        if name in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            resolved.append((name, {"device_id": device}))
+        elif name != "CPUExecutionProvider":
+            resolved.append(name)
+    resolved.append("CPUExecutionProvider")
+    return resolved
+
+
+class OrtRunner(Runner):
+    """An ONNX Runtime session, created once in :meth:`activate`.
+
+    ``providers``: ``None`` (CPU), ``"cuda"``, ``"tensorrt"`` or a list of names. ``threads`` sets
+    intra-op parallelism (``None``: ONNX Runtime's default, one per physical core). On CUDA the
+    runner binds inputs and outputs with IO binding, so ONNX Runtime copies each once.
+    ``session.run`` is thread-safe, so one runner may serve several threads.
+    """
+
+    name = "OrtRunner"
+
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | str | None = None,
+                 threads: int | None = None, device: int = 0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.providers = providers
+        self.threads = threads
+        self.device = device
+        self.session = None
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
+
+    @property
+    def input_names(self) -> list[str]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @property
+    def on_cuda(self) -> bool:
+        return bool(self.session) and self.session.get_providers()[0] in (
+            "CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+    def _activate(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingDependencyError("onnxruntime is not installed: `pip install ec-deploy`") from exc
+        if not self.path.is_file():
+            raise ModelNotFoundError(f"ONNX model not found: {self.path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=resolve_providers(self.providers, self.device))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EcRuntimeError(f"ONNX Runtime could not load {self.path}: {exc}") from exc
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        arrays = {n: np.ascontiguousarray(feed[n], dtype=np.float32) for n in self._inputs}
+        if not self.on_cuda:
+            values = self.session.run(self._outputs, arrays)
+            return dict(zip(self._outputs, values))
+        binding = self.session.io_binding()  # one per call: sessions are shared across threads
+        for name, arr in arrays.items():
+            binding.bind_cpu_input(name, arr)
+        for name in self._outputs:
+            binding.bind_output(name, "cuda", self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._outputs, binding.copy_outputs_to_cpu()))
+
+    def _deactivate(self) -> None:
+        self.session = None

@@ -1,0 +1,122 @@
+"""How large images are inpainted: ``original``, ``resize`` or ``crop``.
+
+Images whose long side is at most ``max_side`` always run at full resolution; the strategies
+differ only above it.
+
+* ``original``: run the models on the whole image at full resolution.
+* ``resize``: shrink the image so its long side is ``max_side``, inpaint, upscale, and paste
+  only the hole pixels into the full-resolution image.
+* ``crop``: for each connected hole region, cut a box around it grown by ``margin`` pixels
+  (overlapping boxes are merged), inpaint each box (resized if it is still larger than
+  ``max_side``) and paste its hole pixels back. Work scales with the holes, not the image.
+
+The default was chosen by measurement (``benchmarks/runtime_strategies.py``; numbers in the README).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ec_runtime.errors import InputError
+
+STRATEGIES = ("original", "resize", "crop")
+DEFAULT_STRATEGY = "crop"
+DEFAULT_MAX_SIDE = 512
+DEFAULT_MARGIN = 128
+
+PaintOne = Callable[[np.ndarray, np.ndarray, bool], tuple]  # (uint8 HxWx3, bool HxW, want_edges) -> (img, edges)
+
+
+def check_strategy(name: str) -> None:
+    if name not in STRATEGIES:
+        raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+
+
+def fits(shape: tuple[int, ...], name: str, max_side: int) -> bool:
+    """True when ``name`` would run the image at full resolution anyway."""
+    return name == "original" or max(shape[:2]) <= max_side
+
+
+def _paste(image: np.ndarray, mask: np.ndarray, painted: np.ndarray) -> np.ndarray:
+    return np.where(mask[..., None], painted, image)
+
+
+def inpaint_resize(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool,
+                   max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inpaint at a long side of ``max_side``, upscale, and paste only the hole at full resolution."""
+    h, w = mask.shape
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return paint(image, mask, want_edges)
+    sh, sw = max(16, round(h * scale)), max(16, round(w * scale))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    # any source hole pixel makes its small pixel a hole, so no hole pixel is pasted from known data
+    small_mask = cv2.resize(mask.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    painted, edges = paint(small, small_mask, want_edges)
+    up = cv2.resize(painted, (w, h), interpolation=cv2.INTER_CUBIC)
+    if edges is not None:
+        edges = cv2.resize(edges.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return _paste(image, mask, up), edges
+
+
+def hole_boxes(mask: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, x0, y1, x1) around each 8-connected hole region, grown by ``margin`` and merged
+    until no two overlap."""
+    h, w = mask.shape
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes = []
+    for x, y, bw, bh, _area in stats[1:n]:
+        boxes.append((max(0, y - margin), max(0, x - margin), min(h, y + bh + margin), min(w, x + bw + margin)))
+    merged = True
+    while merged:
+        merged = False
+        out: list[tuple[int, int, int, int]] = []
+        for b in boxes:
+            for i, o in enumerate(out):
+                if b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3]:
+                    out[i] = (min(b[0], o[0]), min(b[1], o[1]), max(b[2], o[2]), max(b[3], o[3]))
+                    merged = True
+                    break
+            else:
+                out.append(b)
+        boxes = out
+    return boxes
+
+
+def _at_least(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+    """Grow [lo, hi) to ``size`` pixels inside [0, limit) (boxes must be >= 16 px for the models)."""
+    if hi - lo >= size:
+        return lo, hi
+    lo = max(0, min(lo - (size - (hi - lo)) // 2, limit - size))
+    return lo, min(limit, lo + size)
+
+
+def inpaint_crop(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool,
+                 max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN):
+    """Inpaint a margin-padded box around each hole region; boxes larger than ``max_side`` are resized."""
+    h, w = mask.shape
+    out = image.copy()
+    edges = np.zeros((h, w), np.float32) if want_edges else None
+    for y0, x0, y1, x1 in hole_boxes(mask, margin):
+        y0, y1 = _at_least(y0, y1, 32, h)
+        x0, x1 = _at_least(x0, x1, 32, w)
+        crop_img, crop_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+        painted, crop_edges = inpaint_resize(paint, crop_img, crop_mask, want_edges, max_side)
+        out[y0:y1, x0:x1] = _paste(out[y0:y1, x0:x1], crop_mask, painted)
+        if want_edges:
+            edges[y0:y1, x0:x1] = crop_edges
+    return out, edges
+
+
+def apply(name: str, paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool, *,
+          max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN):
+    """Run strategy ``name``; returns ``(uint8 image, edges or None)``."""
+    check_strategy(name)
+    if fits(image.shape, name, max_side):
+        return paint(image, mask, want_edges)
+    if name == "resize":
+        return inpaint_resize(paint, image, mask, want_edges, max_side)
+    return inpaint_crop(paint, image, mask, want_edges, max_side, margin)
