@@ -15,3 +15,7 @@ class ConfigError(EcError):
 
 class DataError(EcError):
     """Training or validation data is missing or unusable."""
+
+
+class TrainingError(EcError):
+    """Training cannot go on (e.g. a loss became NaN or infinite)."""
