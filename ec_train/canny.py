@@ -28,8 +28,10 @@ from ec_train.errors import EcError
 RANDOM_SIGMAS = (1, 2, 3, 4)
 #: Hysteresis rounds used when ``iterations`` is not given; chosen from the measured F1 curve
 #: (see :class:`Canny` and ``benchmarks/results/canny_agreement.md``).
-DEFAULT_ITERATIONS = 64
+DEFAULT_ITERATIONS = 160
 MIN_SIZE = 16
+#: In eager mode hysteresis stops early once a round changes nothing; checked every this many rounds.
+CONVERGENCE_CHECK_EVERY = 16
 
 
 class CannyInputError(EcError, ValueError):
@@ -119,8 +121,14 @@ def canny_edges(gray: torch.Tensor, known: torch.Tensor, kernels: torch.Tensor, 
     candidates = (eroded > 0.5) & (magnitude >= low) & _non_maximum_suppression(isobel, jsobel, magnitude)
     weak = candidates.to(gray.dtype)
     strong = weak * (magnitude >= high).to(gray.dtype)
-    for _ in range(iterations):
-        strong = F.max_pool2d(strong, 3, stride=1, padding=1) * weak
+    tracing = torch.jit.is_tracing()
+    for round_index in range(iterations):
+        grown = F.max_pool2d(strong, 3, stride=1, padding=1) * weak
+        # Eagerly (training) stop at the fixed point; a traced graph keeps every round.
+        if not tracing and round_index % CONVERGENCE_CHECK_EVERY == CONVERGENCE_CHECK_EVERY - 1 \
+                and torch.equal(grown, strong):
+            return grown
+        strong = grown
     return strong
 
 
