@@ -8,9 +8,11 @@ Sources (nothing outside the package registries):
   with ``apt-get download`` and unpacked with ``dpkg -x`` (no installation, no root needed for
   the unpacking).
 
-Writes every photo as PNG with its short side scaled to ``--short-side``, plus ``train.flist`` and
-``holdout.flist``. The held-out photos never enter training; evaluation and the README's main job
-use them.
+Writes every photo as PNG with its short side scaled to ``--short-side``; from each training photo
+it also cuts ``--crops-per-photo`` random square crops (side 30-100% of the short side, resized to
+``--crop-size``), because the trainer center-crops each listed file once and a few dozen photos
+alone would be memorised. ``train.flist`` lists the crops, ``holdout.flist`` the held-out photos,
+which never enter training; evaluation and the README's main job use them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ec_train.samples import sample_photo  # noqa: E402
@@ -57,10 +60,24 @@ def save(img_rgb, path: Path, short_side: int) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR))
 
 
+def random_crops(img_rgb, count: int, size: int, rng: np.random.Generator) -> list:
+    """Square crops at random positions and scales (30-100% of the short side), resized to ``size``."""
+    h, w = img_rgb.shape[:2]
+    crops = []
+    for _ in range(count):
+        side = int(rng.uniform(0.3, 1.0) * min(h, w))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crops.append(cv2.resize(img_rgb[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA))
+    return crops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/demo"))
     parser.add_argument("--short-side", type=int, default=384)
+    parser.add_argument("--crops-per-photo", type=int, default=48)
+    parser.add_argument("--crop-size", type=int, default=160)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = args.out
     (out / "train").mkdir(parents=True, exist_ok=True)
@@ -83,9 +100,19 @@ def main() -> None:
                 path = out / split / ("debian_" + Path(rel).stem + ".png")
                 save(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), path, args.short_side)
                 lists[split].append(path)
+    rng = np.random.default_rng(args.seed)
+    (out / "train_crops").mkdir(exist_ok=True)
+    crops = []
+    for photo in lists["train"]:
+        img = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+        for i, crop in enumerate(random_crops(img, args.crops_per_photo, args.crop_size, rng)):
+            path = out / "train_crops" / f"{photo.stem}_{i:03d}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            crops.append(path)
+    lists["train"] = crops
     for split, paths in lists.items():
         (out / f"{split}.flist").write_text("".join(f"{p.resolve()}\n" for p in paths))
-        print(f"{split}: {len(paths)} photos -> {out / (split + '.flist')}")
+        print(f"{split}: {len(paths)} images -> {out / (split + '.flist')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Writing an ``ec-bench`` result as JSON (for machines), Markdown (for people) and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from benchmarks.environment import environment_markdown
+
+ROW_FIELDS = ("backend", "precision", "size", "batch", "latency", "throughput_img_s", "stages_ms",
+              "peak_rss_mb", "peak_gpu_mb", "psnr_db", "max_abs_diff", "speedup_vs_torch",
+              "gflop_per_image", "achieved_gflops", "efficiency")
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    return path
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The headline table: one line per backend/precision/size/batch."""
+    lines = [
+        "| backend | precision | size | batch | mean ms | p50 | p90 | p99 | min | img/s | speed-up vs torch "
+        "| canny ms | edge ms | inpaint ms | PSNR dB | peak RSS MB | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lat, st = r["latency"], r["stages_ms"]
+        lines.append("| " + " | ".join([
+            r["backend"], r["precision"], f"{r['size']}²", str(r["batch"]),
+            _fmt(lat["mean_ms"]), _fmt(lat["p50_ms"]), _fmt(lat["p90_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["min_ms"]),
+            _fmt(r["throughput_img_s"], 2), _fmt(r["speedup_vs_torch"], 2) + "×",
+            _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
+            _fmt(r["psnr_db"]), _fmt(r["peak_rss_mb"], 0),
+            (_fmt(100 * r["efficiency"], 0) + "%") if r["efficiency"] is not None else "-",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(result: dict, path: str | Path) -> Path:
+    path = Path(path)
+    parts = [
+        "# ec-bench report", "",
+        environment_markdown(result["environment"]),
+        f"- model: {result['model']['description']}",
+        f"- command: `{result['command']}`",
+        f"- ceiling: {_fmt(result.get('ceiling_gflops_per_s'))} GFLOP/s (one large fp32 conv, `python -m benchmarks.ceiling`)",
+        "", "Latency is per call (one batch), end to end, from uint8 images in to uint8 images out. Speed-ups "
+        "are against the `torch` baseline (skimage Canny on the host, eager fp32 generators) measured "
+        "in the same run, interleaved. PSNR is of the final image against that baseline.", "",
+        markdown_table(result["rows"]), "",
+    ]
+    if result.get("skipped"):
+        parts += ["Skipped:", ""] + [f"- {s['backend']} {s['precision']}: {s['reason']}" for s in result["skipped"]] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+    return path
+
+
+def write_plot(result: dict, path: str | Path) -> Path | None:
+    """A grouped bar chart of mean latency by backend/precision per size and batch; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = result["rows"]
+    groups = sorted({(r["size"], r["batch"]) for r in rows})
+    labels = sorted({f"{r['backend']} {r['precision']}" for r in rows}, key=lambda s: (not s.startswith("torch"), s))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4))
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        values = []
+        for size, batch in groups:
+            match = [r for r in rows if (r["size"], r["batch"]) == (size, batch) and f"{r['backend']} {r['precision']}" == label]
+            values.append(match[0]["latency"]["mean_ms"] / batch if match else 0)
+        ax.bar([g + i * width for g in range(len(groups))], values, width, label=label)
+    ax.set_xticks([g + width * (len(labels) - 1) / 2 for g in range(len(groups))])
+    ax.set_xticklabels([f"{s}², batch {b}" for s, b in groups])
+    ax.set_ylabel("mean latency per image (ms)")
+    ax.set_title("ec-bench: latency by backend and precision")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
