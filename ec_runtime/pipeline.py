@@ -124,8 +124,10 @@ class TrtStages:
     """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
 
     def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
-        from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner
+        from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner, check_engine
 
+        for kind in KINDS:  # refuse mismatched engines before touching the GPU
+            check_engine(engines[kind], device)
         dev = CudaDevice(device)
         self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
         self._chain = TrtChain

@@ -41,6 +41,21 @@ def _import_pycuda():
     return cuda
 
 
+def check_engine(engine_path: str | os.PathLike, device: int = 0):
+    """Refuse an engine that is missing or was built for another TensorRT or GPU; returns the trt module.
+
+    Reads the sidecar, imports the TensorRT module it names and checks version, compute
+    capability and the engine's sha256 (:meth:`EngineSidecar.check`). Needs no pycuda.
+    """
+    path = Path(engine_path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"TensorRT engine not found: {path} (build one with `ec-export engine`)")
+    sidecar = EngineSidecar.read(path)
+    trt = import_tensorrt(prefer=sidecar.tensorrt_module)
+    sidecar.check(trt, current_gpu(device), path)
+    return trt
+
+
 class CudaDevice:
     """A GPU's primary context, one stream and a lock serialising work submitted through it."""
 
@@ -136,12 +151,8 @@ class TrtRunner(Runner):
         return self._outputs
 
     def _activate(self) -> None:
-        if not self.path.is_file():
-            raise ModelNotFoundError(f"TensorRT engine not found: {self.path} (build one with `ec-export engine`)")
-        sidecar = EngineSidecar.read(self.path)
-        trt = import_tensorrt(prefer=sidecar.tensorrt_module)
         index = self._device_arg.index if isinstance(self._device_arg, CudaDevice) else int(self._device_arg)
-        sidecar.check(trt, current_gpu(index), self.path)
+        trt = check_engine(self.path, index)
         self.device = self._device_arg if isinstance(self._device_arg, CudaDevice) else CudaDevice(index)
         self.trt = trt
         with self.device:

@@ -7,18 +7,23 @@ import json
 import pytest
 
 
-def make_export(out_dir, seed: int = 0, precisions=("fp32",)):
+def make_export(out_dir, seed: int = 0, precisions=("fp32",), tiny: bool = False):
     """Export the lite generators (+ Canny) into ``out_dir`` with ``ec_export.exporter.export_models``.
 
-    Falls back to the contract's file layout written directly from the wrappers when the exporter
-    module is not available.
+    ``tiny`` uses 1 residual block and 8 base channels instead (same graph structure, ~1/30 of
+    the lite variant's compute) for tests that need many calls at a large size. Falls back to the
+    contract's file layout written directly from the wrappers when the exporter is not available.
     """
     import torch
 
+    from ec_train.networks import EdgeGenerator, InpaintGenerator
     from ec_train.registry import create_model
 
     torch.manual_seed(seed)
-    edge, inpaint = create_model("lite", "edge"), create_model("lite", "inpaint")
+    if tiny:
+        edge, inpaint = EdgeGenerator(1, True, 8), InpaintGenerator(1, 8)
+    else:
+        edge, inpaint = create_model("lite", "edge"), create_model("lite", "inpaint")
     try:
         from ec_export.exporter import export_models
     except ImportError:
@@ -55,6 +60,14 @@ def lite_export(tmp_path_factory):
     """Path of an fp32 export directory of the lite variant (random weights, seed 0)."""
     out = tmp_path_factory.mktemp("lite_export")
     make_export(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """Path of an fp32 export directory of a tiny architecture (1 block, 8 channels)."""
+    out = tmp_path_factory.mktemp("tiny_export")
+    make_export(out, tiny=True)
     return out
 
 
