@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -183,8 +184,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     cache_path = Path(timing_cache) if timing_cache else None
     if cache_path is not None:
         cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, True)  # ignore_mismatch: a cache from another device is just unused
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TensorRT-RTX: timing cache calls are no-ops
+            cache = config.create_timing_cache(cache_bytes)
+            config.set_timing_cache(cache, True)  # ignore_mismatch: a cache from another device is just unused
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -195,7 +198,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     _atomic_write(engine_path, bytes(memoryview(serialized)))
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
     gpu = current_gpu()
     EngineSidecar(

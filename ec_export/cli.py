@@ -1,0 +1,126 @@
+"""``ec-export``: checkpoints -> ONNX (FP32/FP16/INT8) and TensorRT engines.
+
+``ec-export [OPTIONS] CHECKPOINT...`` exports (the ``export`` subcommand is implied);
+``ec-export engine ONNX... --shapes MIN,OPT,MAX`` builds engines and imports no torch.
+Heavy imports live inside the commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+SHAPES_HELP = "optimization profile MIN,OPT,MAX as NxHxW, e.g. 1x256x256,1x512x512,4x1024x1024"
+DEFAULT_SHAPES = "1x256x256,1x512x512,1x1024x1024"
+
+
+class _DefaultToExport(click.Group):
+    """A group whose first argument, when not a subcommand, goes to ``export``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["export", *args]
+        return super().parse_args(ctx, args)
+
+
+def _user_errors():
+    """The exception types whose message is shown to the user without a traceback."""
+    from ec_runtime.errors import EcRuntimeError
+    from ec_train.errors import EcError
+
+    return EcError, EcRuntimeError
+
+
+def _shapes(text: str):
+    from ec_export.engine import parse_shapes
+
+    try:
+        return parse_shapes(text)
+    except _user_errors() as exc:
+        raise click.BadParameter(str(exc), param_hint="--shapes") from None
+
+
+@click.group(cls=_DefaultToExport, context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Export EdgeConnect checkpoints to ONNX (FP32/FP16/INT8) and TensorRT engines.
+
+    \b
+    ec-export [OPTIONS] CHECKPOINT...     export (see `ec-export export --help`)
+    ec-export engine ONNX... --shapes S   build TensorRT engines (no torch needed)
+    """
+
+
+@main.command("export")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default="export", show_default=True, type=click.Path(), help="export directory")
+@click.option("--fp16", is_flag=True, help="also write FP16 variants (*.fp16.onnx)")
+@click.option("--int8", is_flag=True, help="also write INT8 Q/DQ variants (*.int8.onnx)")
+@click.option("--calib", type=click.Path(), default=None, help="images for INT8 calibration (default: bundled photos)")
+@click.option("--calib-method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy",
+              show_default=True)
+@click.option("--calib-size", type=int, default=256, show_default=True, help="calibration image size (multiple of 4)")
+@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True)
+@click.option("--fused", is_flag=True, help="also write pipeline.onnx (image + mask -> image, Canny inside)")
+@click.option("--sigma", type=float, default=2.0, show_default=True, help="Canny sigma baked into canny.onnx")
+@click.option("--canny-iterations", type=click.IntRange(min=0), default=None,
+              help="Canny hysteresis rounds (default: ec_train.canny.DEFAULT_ITERATIONS)")
+@click.option("--engine", "build_engines", is_flag=True, help="build a TensorRT engine for every ONNX written")
+@click.option("--shapes", default=DEFAULT_SHAPES, show_default=True, help=SHAPES_HELP)
+@click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
+@click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
+@click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size, opset, fused, sigma, canny_iterations,
+               build_engines,
+               shapes, workspace, timing_cache, version_compatible, quiet):
+    """Export CHECKPOINT(s): one training checkpoint, the official EdgeModel_gen.pth +
+    InpaintingModel_gen.pth pair, or a directory holding them."""
+    engine = None
+    if build_engines:
+        engine = {"shapes": _shapes(shapes), "workspace_mb": workspace, "timing_cache": timing_cache,
+                  "version_compatible": version_compatible}
+    try:
+        from ec_export.exporter import export_checkpoints
+
+        precisions = ("fp32",) + (("fp16",) if fp16 else ()) + (("int8",) if int8 else ())
+        info = export_checkpoints(checkpoints, output, precisions=precisions, fused=fused, opset=opset,
+                                  canny={"sigma": sigma, "iterations": canny_iterations}, calib_images=calib, calib_method=calib_method,
+                                  calib_size=calib_size, engine=engine, progress=not quiet)
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    files = [name for per in info["models"].values() for name in per.values()]
+    click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
+    for precision in ("fp16", "int8"):
+        acc = info["accuracy"].get(precision)
+        if acc:
+            click.echo(f"  {precision} vs fp32: PSNR {acc['psnr_db']:.1f} dB, max abs diff {acc['max_abs_diff']:.2e}")
+    if info.get("engines"):
+        click.echo(f"  built {len(info['engines'])} TensorRT engines")
+
+
+@main.command("engine")
+@click.argument("onnx_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--shapes", default=DEFAULT_SHAPES, show_default=True, help=SHAPES_HELP)
+@click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
+@click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
+@click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
+              help="directory for the engines (default: next to each ONNX file)")
+def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, output):
+    """Build strongly typed TensorRT engines (X.engine + X.engine.json) from ONNX files. No torch needed."""
+    from pathlib import Path
+
+    profile = _shapes(shapes)
+    try:
+        from ec_export.engine import build_engine
+
+        for onnx_file in onnx_files:
+            target = Path(output) / Path(onnx_file).with_suffix(".engine").name if output else None
+            path = build_engine(onnx_file, target, shapes=profile, workspace_mb=workspace,
+                                timing_cache=timing_cache, version_compatible=version_compatible)
+            click.echo(f"built {path} (+ {path.name}.json)")
+    except _user_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()
