@@ -57,7 +57,7 @@ def test_checker_contract_and_metadata(canny_onnx):
     assert json.loads(meta["ec.canny"]) == {"sigma": 2.0, "low": 0.1, "high": 0.2, "iterations": DEFAULT_ITERATIONS}
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("MaxPool") == DEFAULT_ITERATIONS + 1  # hysteresis rounds + the mask erosion
-    assert len(ops) < 2 * DEFAULT_ITERATIONS + 80, f"unexpectedly large graph: {len(ops)} nodes"
+    assert len(ops) <= 2 * DEFAULT_ITERATIONS + 100, f"unexpectedly large graph: {len(ops)} nodes"
 
 
 @pytest.mark.parametrize("size", [(64, 96), (128, 128)])

@@ -109,6 +109,16 @@ def test_random_sigma_mixes_within_a_batch_and_is_reproducible(photos):
     assert len(set(chosen)) >= 2, f"a batch of 8 drew a single sigma: {chosen}"
 
 
+@pytest.mark.gpu
+def test_cuda_matches_cpu(photos):
+    grays, knowns = photos
+    cpu = Canny()(_torch(grays), _torch(knowns))
+    cuda = Canny().cuda()(_torch(grays).cuda(), _torch(knowns).cuda())
+    assert float((cuda.cpu() == cpu).float().mean()) >= 0.999
+    random = Canny(sigma=0)(_torch(grays).cuda(), generator=torch.Generator("cuda").manual_seed(0))
+    assert random.device.type == "cuda" and random.shape == cpu.shape
+
+
 def test_random_sigma_kernels_are_normalised():
     kernels = random_sigma_kernels(16, torch.Generator().manual_seed(0))
     assert kernels.shape == (16, 33)
