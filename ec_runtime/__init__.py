@@ -20,4 +20,12 @@ from ec_runtime.errors import (  # noqa: E402
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
-           "MissingDependencyError", "ModelNotFoundError"]
+           "MissingDependencyError", "ModelNotFoundError", "Inpainter"]
+
+
+def __getattr__(name: str):
+    if name == "Inpainter":  # imported on first use, so `import ec_runtime` stays light
+        from ec_runtime.pipeline import Inpainter
+
+        return Inpainter
+    raise AttributeError(f"module 'ec_runtime' has no attribute {name!r}")

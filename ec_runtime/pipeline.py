@@ -110,10 +110,24 @@ class OrtStages:
         self.providers = self.runners["edge"].session.get_providers()
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        if self.runners["edge"].on_cuda:
+            return self._on_device(image, gray, mask, edges_key, want_edges)
         edges = self.runners["canny"].infer({"gray": gray, "mask": mask})["edges"]
         stage1 = self.runners["edge"].infer({"gray": gray, "edges": edges, "mask": mask})
         out = self.runners["inpaint"].infer({"image": image, "edges": stage1[edges_key], "mask": mask})
         return {"image_out": out["image_out"], "edges": edges, **stage1}
+
+    def _on_device(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU."""
+        canny, edge, inpaint = (self.runners[k] for k in KINDS)
+        gray_d, mask_d = edge.to_device(gray), edge.to_device(mask)
+        edges = canny.infer_on_device({"gray": gray_d, "mask": mask_d})["edges"]
+        stage1 = edge.infer_on_device({"gray": gray_d, "edges": edges, "mask": mask_d})
+        out = inpaint.infer_on_device({"image": image, "edges": stage1[edges_key], "mask": mask_d})
+        result = {"image_out": out["image_out"].numpy()}
+        if want_edges:
+            result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
+        return result
 
     def close(self) -> None:
         for r in self.runners.values():

@@ -183,5 +183,26 @@ class OrtRunner(Runner):
         self.session.run_with_iobinding(binding)
         return dict(zip(self._outputs, binding.copy_outputs_to_cpu()))
 
+    def to_device(self, arr: np.ndarray):
+        """Upload a host array once as an ``OrtValue`` on this runner's CUDA device."""
+        import onnxruntime as ort
+
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32), "cuda", self.device)
+
+    def infer_on_device(self, feed: Mapping[str, object]) -> dict[str, object]:
+        """Like :meth:`infer` on CUDA, but inputs may be ``OrtValue``s on the GPU and the outputs are
+        ``OrtValue``s left there (``.numpy()`` copies one back). Chains sessions without host copies."""
+        binding = self.session.io_binding()
+        for name in self._inputs:
+            value = feed[name]
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, np.ascontiguousarray(value, dtype=np.float32))
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in self._outputs:
+            binding.bind_output(name, "cuda", self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._outputs, binding.get_outputs()))
+
     def _deactivate(self) -> None:
         self.session = None

@@ -27,7 +27,7 @@ def test_cpu_inpaint_without_torch(lite_export):
     """The whole runtime path (read, Inpainter on ONNX Runtime, write) with torch blocked."""
     code = f"""
 import numpy as np
-from ec_runtime.pipeline import Inpainter
+from ec_runtime import Inpainter
 from ec_runtime.imageio import read_image, write_image
 import sys
 rng = np.random.default_rng(0)

@@ -115,3 +115,19 @@ def test_tensorrt_inpainter_matches_onnxruntime(gpu_engines):
         want, want_edges = ort_painter.inpaint(img, mask, return_edges=True)
     assert psnr(got, want, 255) >= 40
     assert np.mean(np.abs(edges - want_edges) > 0.5) < 0.01
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_chain_matches_cpu(lite_export):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider (pip install ec-deploy[gpu])")
+    img, mask = photo_and_mask("coffee", 128, 1)
+    with Inpainter.from_dir(lite_export, providers="cuda") as gpu, \
+            Inpainter.from_dir(lite_export, providers="cpu") as cpu:
+        assert gpu.providers[0] == "CUDAExecutionProvider"
+        got, edges = gpu.inpaint(img, mask, return_edges=True)
+        want, want_edges = cpu.inpaint(img, mask, return_edges=True)
+    assert psnr(got, want, 255) >= 40
+    assert np.mean(np.abs(edges - want_edges) > 0.5) < 0.01
