@@ -101,10 +101,11 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 class _Export:
     """The state of one export: staging directory, metadata, written files and measurements."""
 
-    def __init__(self, staging: Path, opset: int, canny: dict, architecture: dict):
+    def __init__(self, staging: Path, opset: int, canny: dict, architecture: dict, accuracy_size: int):
         from ec_train import __version__
 
         self.dir, self.opset, self.canny, self.architecture = staging, opset, canny, architecture
+        self.accuracy_size = accuracy_size
         self.version = __version__
         self.models: dict[str, dict[str, str]] = {}
         self.accuracy: dict[str, dict[str, Any]] = {}
@@ -126,14 +127,15 @@ class _Export:
 
 def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[str] = ("fp32",), fused: bool = False,
                   opset: int = 17, canny: dict | None = None, calib_images=None, calib_method: str = "entropy",
-                  calib_size: int = 256, source: dict | None = None, engine: dict | None = None,
-                  progress: bool = True) -> dict:
+                  calib_size: int = 256, accuracy_size: int = 128, source: dict | None = None,
+                  engine: dict | None = None, progress: bool = True) -> dict:
     """Export an (edge, inpaint) generator pair and return the ``export.json`` content.
 
     ``precisions`` adds ``fp16``/``int8`` to the fp32 files that are always written. ``fused``
     also writes ``pipeline.onnx``. ``canny`` overrides ``{sigma, low, high, iterations}``.
     ``calib_images`` is a directory, a list of uint8 RGB arrays, or None for the bundled photos
-    (resized to ``calib_size``). ``source`` is the ``export.json`` ``source`` entry.
+    (resized to ``calib_size``). Drift is measured on two photos of ``accuracy_size`` pixels.
+    ``source`` is the ``export.json`` ``source`` entry.
     ``engine`` (``{"shapes", "workspace_mb", "timing_cache", "version_compatible"}``) builds a
     TensorRT engine for every ONNX file written.
     """
@@ -164,7 +166,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
     try:
         steps = ["fp32", *[p for p in precisions if p != "fp32"], *(["engines"] if engine else [])]
         bar = tqdm(steps, desc="ec-export", unit="step", disable=not progress)
-        job = _Export(staging, opset, canny_settings, architecture)
+        job = _Export(staging, opset, canny_settings, architecture, accuracy_size)
         for step in bar:
             bar.set_postfix_str(step)
             if step == "fp32":
@@ -177,6 +179,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
             elif step == "engines":
                 _build_engines(job, engine)
         settings = {"opset": opset, "canny": job.canny, "precisions": list(precisions), "fused": fused,
+                    "accuracy_size": accuracy_size,
                     "calibration": None if calib is None else {
                         "method": calib_method, "images": len(calib), "size": calib_size,
                         "source": str(calib_images) if isinstance(calib_images, (str, Path)) else

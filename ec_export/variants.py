@@ -68,7 +68,7 @@ def export_fp32(job, edge, inpaint, fused: bool) -> None:
     for kind, module in stages.items():
         export_onnx(module, examples[kind], job.record(kind, "fp32"), IO[kind]["inputs"], IO[kind]["outputs"],
                     opset=job.opset, metadata=job.metadata(kind, "fp32", IO[kind]))
-    job.samples = accuracy_samples()
+    job.samples = accuracy_samples(job.accuracy_size)
     job.feeds = _stage_feeds(job, job.samples, fused)
     job.accuracy["fp32"] = {"reference": "torch (eager, float32)", "models": {}}
     for kind, module in stages.items():
@@ -167,7 +167,7 @@ def write_fp16(job) -> None:
     if canny_fp32:
         job.sessions.pop(("canny", "fp16"), None)
         _keep_fp32_copy(job, "canny", "fp16", why)
-    job.accuracy["fp16"] = {"measured_with": "onnxruntime CPU on 2 photos with free-form holes",
+    job.accuracy["fp16"] = {"measured_with": _measured_with(job),
                             "models": {"canny": {"flipped_edge_pixels": flipped, "kept_fp32": canny_fp32}}}
     for kind in ("edge", "inpaint", "pipeline"):
         if kind not in job.models:
@@ -203,7 +203,7 @@ def write_int8(job, calib_images, method: str) -> None:
     _keep_fp32_copy(job, "canny", "int8", "Canny is not quantized: its thresholds and hysteresis need exact "
                                           "float arithmetic, and it is a small share of the compute")
     per_channel = True
-    job.accuracy["int8"] = {"measured_with": "onnxruntime CPU on 2 photos with free-form holes", "models": {},
+    job.accuracy["int8"] = {"measured_with": _measured_with(job), "models": {},
                             "gate_note": "the >= 30 dB gate applies to trained weights"}
     for kind in ("edge", "inpaint", "pipeline"):
         if kind not in job.models:
@@ -222,6 +222,10 @@ def write_int8(job, calib_images, method: str) -> None:
         job.accuracy["int8"]["models"][kind] = _drift(job, kind, "int8")
     job.accuracy["int8"]["convtranspose_weights"] = "per-channel (axis 1)" if per_channel else "per-tensor"
     _summarise(job.accuracy["int8"])
+
+
+def _measured_with(job) -> str:
+    return f"onnxruntime CPU, {len(job.samples)} photos of {job.accuracy_size} px with free-form holes"
 
 
 def _summarise(entry: dict) -> None:

@@ -30,7 +30,7 @@ def lite(tmp_path_factory):
     calib = [sample_photo(name, 64) for name in ("chelsea", "rocket", "coffee")]
     # 16 hysteresis rounds keep the Canny graph small; the full count is canny_onnx's own test
     info = export_models(edge, inpaint, out, precisions=("fp16", "int8"), fused=True, calib_images=calib,
-                         calib_size=64, canny={"iterations": 16}, progress=False)
+                         calib_size=64, accuracy_size=64, canny={"iterations": 16}, progress=False)
     return edge, inpaint, out, info
 
 
@@ -150,20 +150,30 @@ def test_tensorrt_builds_every_onnx_written(lite, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.trt
 def test_tensorrt_engines_match_onnxruntime(lite, tmp_path):
-    """On a GPU: TensorRT vs ONNX Runtime per precision with polygraphy's comparator."""
+    """On a GPU: TensorRT vs ONNX Runtime on real photos with holes, per precision, with polygraphy.
+
+    Tolerances (max abs diff on [0, 1] outputs): fp32 5e-3 (TensorRT may run FP32 convs in TF32),
+    fp16 2e-2, int8 1e-1 (the same Q/DQ scales, but different rounding of accumulations).
+    """
+    pytest.importorskip("tensorrt")  # polygraphy's TensorRT backend runs on the tensorrt module
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-    from polygraphy.comparator import Comparator, CompareFunc, DataLoader
+    from polygraphy.comparator import Comparator, CompareFunc
 
     from ec_export.engine import build_engine
 
     _, _, out, info = lite
-    tolerances = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1e-1}  # max abs diff on [0, 1] outputs
-    for kind in ("edge", "inpaint"):
+    image, m, gray = _feeds(5)
+    edges = _run(out / "canny.onnx", {"gray": gray.numpy(), "mask": m.numpy()})[0]
+    feeds = {"edge": {"gray": gray.numpy(), "edges": edges, "mask": m.numpy()},
+             "inpaint": {"image": image.numpy(), "edges": edges, "mask": m.numpy()}}
+    tolerances = {"fp32": 5e-3, "fp16": 2e-2, "int8": 1e-1}
+    for kind, feed in feeds.items():
         for precision, tol in tolerances.items():
             onnx_path = out / info["models"][kind][precision]
             engine = build_engine(onnx_path, tmp_path / f"{kind}.{precision}.engine", shapes=SMALL_PROFILE)
-            runners = [OnnxrtRunner(SessionFromOnnx(str(onnx_path))), TrtRunner(EngineFromBytes(engine.read_bytes()))]
-            loader = DataLoader(input_metadata=None, val_range={"": (0.0, 1.0)})
-            results = Comparator.run(runners, data_loader=loader)
-            assert bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=tol)))
+            runners = [OnnxrtRunner(SessionFromOnnx(onnx_path.read_bytes())),
+                       TrtRunner(EngineFromBytes(engine.read_bytes()))]
+            results = Comparator.run(runners, data_loader=[feed])
+            ok = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=tol, rtol=0))
+            assert bool(ok), f"{kind}.{precision}: TensorRT differs from ONNX Runtime by more than {tol}"
