@@ -199,12 +199,15 @@ class Canny(nn.Module):
         check_inputs(gray, known_mask)
         if self.sigma == -1:
             return torch.zeros_like(gray)
-        known = torch.ones_like(gray) if known_mask is None else (known_mask > 0.5).to(gray.dtype)
-        if self.sigma == 0:
-            kernels = random_sigma_kernels(gray.shape[0], generator).to(gray.device)
-        else:
-            kernels = self.kernel.to(gray.device)
-        return canny_edges(gray, known, kernels, self.low, self.high, self.iterations)
+        # float32 even under autocast: the smoothing's bleed normalisation needs its range.
+        with torch.autocast(device_type=gray.device.type, enabled=False):
+            gray32 = gray.float()
+            known = torch.ones_like(gray32) if known_mask is None else (known_mask > 0.5).float()
+            if self.sigma == 0:
+                kernels = random_sigma_kernels(gray.shape[0], generator).to(gray.device)
+            else:
+                kernels = self.kernel.to(gray.device)
+            return canny_edges(gray32, known, kernels, self.low, self.high, self.iterations).to(gray.dtype)
 
 
 def random_sigma_kernels(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:

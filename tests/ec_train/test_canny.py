@@ -85,6 +85,15 @@ def test_hysteresis_rounds_link_weak_edges():
     assert not short[:, 70:].any()
 
 
+def test_other_float_dtypes_compute_in_float32(photos):
+    grays, knowns = photos
+    gray = _torch(grays[:2])
+    reference = Canny()(gray)
+    assert torch.equal(Canny()(gray.double()), reference.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(Canny()(gray), reference)
+
+
 def test_sigma_minus_one_gives_no_edges(photos):
     grays, _ = photos
     edges = Canny(sigma=-1)(_torch(grays))
