@@ -152,10 +152,3 @@ def convtranspose_per_channel_ok(int8_path: str | Path, trt_module=None) -> tupl
     errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
     return False, f"{trt.__name__} {trt.__version__} parser rejected it: {errors}"
 
-
-def iter_feeds(feeds: Iterable[Feed]) -> list[Feed]:
-    """Materialise a feed iterable, with a clear error when it is empty."""
-    feeds = list(feeds)
-    if not feeds:
-        raise ExportError("INT8 calibration needs at least one calibration sample; the calibration set is empty")
-    return feeds
