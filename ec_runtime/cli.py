@@ -36,7 +36,7 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Pat
             if not matches:
                 raise InputError(f"{mask_path}: no mask named {input_path.stem}.* for {input_path}")
             mask_path = matches[0]
-        out = output / f"{input_path.stem}.png" if output.is_dir() else output
+        out = output / f"{input_path.stem}.png" if output.is_dir() or not output.suffix else output
         return [(input_path, mask_path, out)]
     images = list_images(input_path)
     if not images:
@@ -56,7 +56,7 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Pat
 @click.option("--mask", "mask_path", required=True, type=click.Path(path_type=Path),
               help="Mask file (applies to every image) or directory of masks matched by file stem. White (>127) = hole.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file (single input) or directory.")
+              help="Output file (single input; a path without a suffix is a directory) or directory.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV} or ./export].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
