@@ -14,6 +14,7 @@ The report is also written as Markdown (default ``benchmarks/results/canny_agree
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
@@ -163,7 +164,10 @@ def main(sizes, photos, iterations, curve, seed, timing_iters, output):
         summary.append(f"- {size}x{size}: mean F1 {means['none']:.5f} (no mask), {means['hole']:.5f} (hole)")
         print("\n".join(lines) + "\n", flush=True)
     report += ["## ONNX Runtime CPU time: canny.onnx vs one InpaintGenerator forward (paper size, interleaved)", ""]
+    load_before = os.getloadavg()[0]
     timing = timing_section(sizes, iterations, warmup=1, iters=timing_iters)
+    timing += ["", f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after timing "
+               f"on {os.cpu_count()} cores (other work on a shared machine slows both models alike)."]
     print("\n".join(timing), flush=True)
     report += timing + ["", "## Summary", ""] + summary
     if str(output) != "-":
