@@ -41,11 +41,12 @@ class AdversarialLoss(nn.Module):
             if for_discriminator:
                 return F.relu(1 - outputs).mean() if is_real else F.relu(1 + outputs).mean()
             return -outputs.mean()
-        target = torch.full_like(outputs, 1.0 if is_real else 0.0)
         if self.kind == "nsgan":
-            with torch.autocast(outputs.device.type, enabled=False):
-                return F.binary_cross_entropy(outputs, target)
-        return F.mse_loss(outputs, target)
+            # binary cross-entropy written out (log clamped at -100 like nn.BCELoss): NaN inputs give a
+            # NaN loss the trainer reports instead of an exception, and it is autocast-safe.
+            log_p = torch.log(outputs if is_real else 1 - outputs).clamp_min(-100)
+            return -log_p.mean()
+        return F.mse_loss(outputs, torch.full_like(outputs, 1.0 if is_real else 0.0))
 
 
 def feature_matching_loss(fake_features: list[torch.Tensor], real_features: list[torch.Tensor]) -> torch.Tensor:

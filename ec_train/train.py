@@ -172,7 +172,7 @@ def _log(msg: str, dist: DistInfo) -> None:
 
 
 def main(cfg: TrainConfig, resume: str | None = None) -> dict:
-    """Train as ``cfg`` says. Returns a summary (iteration, last checkpoint, last metrics).
+    """Train as ``cfg`` says. Returns a summary (iteration, last checkpoint, last metrics, the trainer).
 
     Checkpoints are written every ``save_every`` iterations and at exit, including Ctrl-C; a
     NaN/inf loss stops training with :class:`TrainingError` and leaves the last good checkpoint.
@@ -278,4 +278,4 @@ def _run(cfg: TrainConfig, resume: str | None, out: Path, dist: DistInfo) -> dic
     if dist.is_main and last_ckpt is not None:
         _log(f"checkpoint: {last_ckpt} (iteration {trainer.iteration})", dist)
     return {"iteration": trainer.iteration, "checkpoint": last_ckpt, "metrics": metrics,
-            "interrupted": interrupted, "skipped_images": len(dataset.skipped)}
+            "interrupted": interrupted, "skipped_images": len(dataset.skipped), "trainer": trainer}
