@@ -148,7 +148,10 @@ class TrtStages:
         self.providers = ["TensorRT"]
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
-        chain = self._chain(self.runners, [{}, {"edges": (0, "edges")}, {"edges": (1, edges_key)}])
+        # gray and mask are uploaded once (for Canny) and reused by the later stages
+        links = [{}, {"edges": (0, "edges"), "gray": (0, "gray"), "mask": (0, "mask")},
+                 {"edges": (1, edges_key), "mask": (0, "mask")}]
+        chain = self._chain(self.runners, links)
         fetch = [(2, "image_out")] + ([(0, "edges"), (1, "edges_out"), (1, "edges_raw")] if want_edges else [])
         return chain.run({"image": image, "gray": gray, "mask": mask}, fetch)
 

@@ -267,8 +267,9 @@ class TrtRunner(Runner):
 class TrtChain:
     """Runners on one :class:`CudaDevice` run in sequence with intermediates kept on the GPU.
 
-    ``links`` maps each later runner's input name to ``(stage index, output name)``; inputs not
-    linked are uploaded from the host feed. Only the outputs named in ``fetch`` come back.
+    ``links`` maps each later runner's input name to ``(stage index, tensor name)``, where the
+    tensor is an output of that stage or one of its (already uploaded) inputs; inputs not linked
+    are uploaded from the host feed. Only the tensors named in ``fetch`` come back.
     """
 
     def __init__(self, runners: list[TrtRunner], links: list[dict[str, tuple[int, str]]]) -> None:
@@ -283,7 +284,7 @@ class TrtChain:
             for runner, link in zip(self.runners, self.links):
                 dev = runner.upload({n: v for n, v in feed.items() if n not in link})
                 dev.update({n: produced[i][out] for n, (i, out) in link.items()})
-                produced.append(runner.execute_device(dev))
+                produced.append({**dev, **runner.execute_device(dev)})  # later stages may reuse inputs too
             staged = {name: self.runners[i].stage_download(name, produced[i][name]) for i, name in fetch}
             device.stream.synchronize()
             return {n: np.array(v, dtype=np.float32, copy=True) for n, v in staged.items()}

@@ -171,3 +171,18 @@ def test_missing_export_directory_and_files(tmp_path, lite_export):
         Inpainter.from_dir(lite_export, precision="int8")
     with pytest.raises(ModelNotFoundError, match="no TensorRT engines"):
         Inpainter.from_dir(lite_export, backend="tensorrt")
+
+
+@pytest.mark.slow
+def test_fp16_export_runs_its_own_files(tmp_path_factory):
+    from tests.ec_runtime.conftest import make_export
+
+    out = tmp_path_factory.mktemp("fp16_export")
+    make_export(out, precisions=("fp32", "fp16"))
+    img, mask = photo_and_mask("coffee", 96, 4)
+    with Inpainter.from_dir(out, precision="fp16") as half, Inpainter.from_dir(out) as full:
+        assert half.stages.runners["edge"].path.name == "edge.fp16.onnx"
+        assert half.stages.runners["inpaint"].path.name == "inpaint.fp16.onnx"
+        got, want = half.inpaint(img, mask), full.inpaint(img, mask)
+    assert np.array_equal(got[mask == 0], img[mask == 0])
+    assert 45 <= psnr(got, want, 255) < float("inf")  # close to fp32, yet really a different graph

@@ -131,3 +131,64 @@ def test_onnxruntime_cuda_chain_matches_cpu(lite_export):
         want, want_edges = cpu.inpaint(img, mask, return_edges=True)
     assert psnr(got, want, 255) >= 40
     assert np.mean(np.abs(edges - want_edges) > 0.5) < 0.01
+
+
+class _FakeDevice:
+    stream = types.SimpleNamespace(synchronize=lambda: None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+class _HostMemoryRunner:
+    """Stands in for TrtRunner: the same upload / execute_device / stage_download protocol, with
+    "device memory" in a dict and the ONNX model run by ONNX Runtime. Lets the chain wiring of the
+    TensorRT path (which tensors feed which stage, what comes back) run without a GPU."""
+
+    memory: dict[int, np.ndarray] = {}
+
+    def __init__(self, onnx_path, device):
+        from ec_runtime.runners import OrtRunner
+
+        self.ort = OrtRunner(onnx_path).activate()
+        self.device = device
+        self.input_names = self.ort.input_names
+        self.uploads = 0
+
+    def _store(self, arr):
+        self.memory[id(arr)] = arr
+        return trt_runner.DeviceArray(id(arr), arr.shape, arr.dtype)
+
+    def upload(self, feed):
+        self.uploads += sum(n in feed for n in self.input_names)
+        return {n: self._store(np.array(feed[n], np.float32)) for n in self.input_names if n in feed}
+
+    def execute_device(self, inputs):
+        out = self.ort.infer({n: self.memory[a.ptr] for n, a in inputs.items()})
+        return {n: self._store(v) for n, v in out.items()}
+
+    def stage_download(self, name, arr):
+        return self.memory[arr.ptr]
+
+    def deactivate(self):
+        self.ort.deactivate()
+
+
+@pytest.mark.parametrize("merge", ["training", "official"])
+def test_tensorrt_chain_wiring_matches_onnxruntime(lite_export, merge):
+    from ec_runtime.pipeline import KINDS, TrtStages
+
+    stages = TrtStages.__new__(TrtStages)  # skip __init__: no GPU to open
+    stages.runners = [_HostMemoryRunner(lite_export / f"{k}.onnx", _FakeDevice()) for k in KINDS]
+    stages._chain, stages.providers = trt_runner.TrtChain, ["TensorRT"]
+    img, mask = photo_and_mask("chelsea", 64, 3)
+    chained = Inpainter(stages, backend="tensorrt", precision="fp32", edge_merge=merge)
+    with Inpainter.from_dir(lite_export, backend="onnxruntime", edge_merge=merge) as reference:
+        got, edges = chained.inpaint(img, mask, return_edges=True)
+        want, want_edges = reference.inpaint(img, mask, return_edges=True)
+    assert np.array_equal(got, want) and np.array_equal(edges, want_edges)
+    assert [r.uploads for r in stages.runners] == [2, 0, 1]  # gray+mask once, image once; edges never
+    chained.close()
