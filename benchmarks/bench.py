@@ -1,0 +1,242 @@
+"""The ``ec-bench`` measurement: every backend and precision against the eager-torch baseline.
+
+For each (size, batch) group all cases are built in one process and timed interleaved
+(:func:`benchmarks.stats.time_interleaved`), so speed-ups are ratios taken under the same
+conditions. The ``torch`` baseline is the official way of running EdgeConnect: skimage Canny on
+the host, eager fp32 generators, the same compositing (:class:`ec_train.inference.ReferencePipeline`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmarks.ceiling import load_ceiling
+from benchmarks.flops import pipeline_flops
+from benchmarks.stats import latency_stats, time_interleaved
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class BenchConfig:
+    export_dir: Path
+    backends: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+    precisions: tuple[str, ...] = PRECISIONS
+    sizes: tuple[int, ...] = (256, 512)
+    batches: tuple[int, ...] = (1, 4)
+    warmup: int = 2
+    iters: int = 10
+    threads: int | None = None
+    seed: int = 0
+    ceiling_gflops: float | None = field(default_factory=load_ceiling)
+
+
+class RssSampler:
+    """Samples this process's RSS every few ms and keeps the peak per named case."""
+
+    def __init__(self, interval: float = 0.005):
+        import psutil
+
+        self._proc = psutil.Process()
+        self._interval = interval
+        self.case: str | None = None
+        self.peaks: dict[str, int] = defaultdict(int)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self, case: str) -> None:
+        """Record the RSS now (also called at the end of every call, so short calls are not missed)."""
+        self.peaks[case] = max(self.peaks[case], self._proc.memory_info().rss)
+
+    def _run(self):
+        while not self._stop.is_set():
+            case = self.case
+            if case is not None:
+                self.sample(case)
+            time.sleep(self._interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_inputs(size: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real photos (cycled through the bundled set) with 10-50% free-form holes."""
+    from ec_train.masks import free_form_mask
+    from ec_train.samples import SAMPLE_PHOTOS, sample_photo
+
+    rng = np.random.default_rng(seed)
+    images = np.stack([sample_photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)], size) for i in range(batch)])
+    masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.5)) for _ in range(batch)])
+    return images, masks
+
+
+def load_torch_pair(export_info: dict):
+    """The eager generators of an export's source checkpoint(s), or raise with the reason."""
+    from ec_export.sources import load_generator_pair
+
+    paths = [c["path"] for c in export_info.get("source", {}).get("checkpoints", [])]
+    missing = [p for p in paths if not Path(p).exists()]
+    if not paths or missing:
+        raise FileNotFoundError("the export's source checkpoint is not available"
+                                + (f" ({', '.join(missing)})" if missing else ""))
+    edge, inpaint, _ = load_generator_pair(paths)
+    return edge, inpaint
+
+
+class _TimedRunner:
+    """Wraps a runner's ``infer`` to add its time to a stage total."""
+
+    def __init__(self, runner, stage: str, record: Callable[[str, float], None]):
+        self._infer, self._stage, self._record = runner.infer, stage, record
+        runner.infer = self
+
+    def __call__(self, feed):
+        start = time.perf_counter()
+        out = self._infer(feed)
+        self._record(self._stage, time.perf_counter() - start)
+        return out
+
+
+def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times, skipped):
+    cases: dict[tuple[str, str], Callable[[], np.ndarray]] = {}
+    closers = []
+    if "torch" in cfg.backends:
+        try:
+            from ec_train.inference import ReferencePipeline
+
+            edge, inpaint = load_torch_pair(export_info)
+            ref = ReferencePipeline(edge, inpaint, canny="skimage", sigma=export_info["settings"]["canny"]["sigma"])
+            if cfg.threads:
+                import torch
+
+                torch.set_num_threads(cfg.threads)
+            rec = stage_times[("torch", "fp32")]
+            cases[("torch", "fp32")] = lambda rec=rec: ref.run_batch(images, masks, timer=lambda s, t: rec[s].append(t))
+        except Exception as exc:  # reported as a skipped row, with the reason
+            skipped.append({"backend": "torch", "precision": "fp32", "reason": str(exc)})
+    available = export_info.get("models", {}).get("edge", {})
+    for backend in ("onnxruntime", "tensorrt"):
+        if backend not in cfg.backends:
+            continue
+        for precision in cfg.precisions:
+            if precision not in available:
+                skipped.append({"backend": backend, "precision": precision,
+                                "reason": f"the export has no {precision} models (re-export with --{precision})"})
+                continue
+            try:
+                from ec_runtime.pipeline import Inpainter
+
+                inp = Inpainter.from_dir(cfg.export_dir, backend=backend, precision=precision,
+                                         threads=cfg.threads, strategy="original")
+            except Exception as exc:
+                skipped.append({"backend": backend, "precision": precision, "reason": str(exc).splitlines()[0]})
+                continue
+            closers.append(inp.close)
+            rec = stage_times[(backend, precision)]
+            runners = getattr(inp.stages, "runners", {})
+            if isinstance(runners, dict):
+                for stage, runner in runners.items():
+                    _TimedRunner(runner, stage, lambda s, t, rec=rec: rec[s].append(t))
+            cases[(backend, precision)] = (lambda inp=inp: np.stack(inp.inpaint_batch(list(images), list(masks))))
+    return cases, closers
+
+
+def run_group(cfg: BenchConfig, export_info: dict, size: int, batch: int,
+              on_step: Callable[[], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """Benchmark every available case at one size and batch; returns (rows, skipped)."""
+    images, masks = bench_inputs(size, batch, cfg.seed)
+    stage_times: dict = defaultdict(lambda: defaultdict(list))
+    skipped: list[dict] = []
+    cases, closers = _build_cases(cfg, export_info, images, masks, stage_times, skipped)
+    try:
+        outputs = {key: fn() for key, fn in cases.items()}  # accuracy pass (also a warm-up)
+        for times in stage_times.values():
+            times.clear()
+        with RssSampler() as rss:
+            def timed(key, fn):
+                def run():
+                    rss.case = key
+                    fn()
+                    rss.case = None
+                    rss.sample(key)
+                return run
+            times = time_interleaved({k: timed(k, fn) for k, fn in cases.items()},
+                                     max(0, cfg.warmup - 1), cfg.iters, on_step)
+    finally:
+        for close in closers:
+            close()
+    arch = export_info["source"]["architecture"]
+    gflop = pipeline_flops(arch["base_channels"], arch["residual_blocks"], size, size) / 1e9
+    baseline = outputs.get(("torch", "fp32"))
+    base_mean = float(np.mean(times[("torch", "fp32")])) if ("torch", "fp32") in times else None
+    rows = []
+    for key, seconds in times.items():
+        backend, precision = key
+        lat = latency_stats(seconds)
+        calls = len(seconds)
+        n_warm = len(stage_times[key].get("edge", [])) - calls
+        stages = {s: 1e3 * float(np.mean(v[n_warm:] if n_warm > 0 else v)) for s, v in stage_times[key].items()}
+        if "host_pre" not in stages:  # runtime rows: model stages are timed; the rest is host work
+            stages["host"] = max(0.0, lat["mean_ms"] - sum(stages.values()))
+        mean_s = lat["mean_ms"] / 1e3
+        achieved = gflop * batch / mean_s
+        row = {
+            "backend": backend, "precision": precision, "size": size, "batch": batch, "latency": lat,
+            "throughput_img_s": batch / mean_s, "stages_ms": stages,
+            "peak_rss_mb": rss.peaks.get(key, 0) / 2**20, "peak_gpu_mb": None,
+            "psnr_db": None, "max_abs_diff": None,
+            "speedup_vs_torch": (base_mean / mean_s) if base_mean else None,
+            "gflop_per_image": gflop, "achieved_gflops": achieved,
+            "efficiency": (achieved / cfg.ceiling_gflops) if cfg.ceiling_gflops else None,
+        }
+        if baseline is not None:
+            diff = np.abs(outputs[key].astype(np.float64) - baseline.astype(np.float64)) / 255.0
+            mse = float(np.mean(diff ** 2))
+            row["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+            row["max_abs_diff"] = float(diff.max())
+        rows.append(row)
+    rows.sort(key=lambda r: (BACKENDS.index(r["backend"]), PRECISIONS.index(r["precision"])))
+    return rows, skipped
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    """All groups of ``cfg``; returns the JSON-ready result (without environment and command)."""
+    from tqdm.auto import tqdm
+
+    export_info = json.loads((Path(cfg.export_dir) / "export.json").read_text())
+    groups = [(s, b) for s in cfg.sizes for b in cfg.batches]
+    rows, skipped = [], []
+    with tqdm(total=len(groups) * cfg.iters, desc="ec-bench", unit="round", disable=not progress) as bar:
+        for size, batch in groups:
+            bar.set_postfix_str(f"{size}² batch {batch}")
+            group_rows, group_skipped = run_group(cfg, export_info, size, batch, on_step=lambda: bar.update(1))
+            rows += group_rows
+            for s in group_skipped:
+                if s not in skipped:
+                    skipped.append(s)
+    arch = export_info["source"]["architecture"]
+    return {
+        "model": {"export_dir": str(cfg.export_dir), "architecture": arch,
+                  "description": f"{arch.get('variant', 'custom')} generators ({arch['residual_blocks']} residual blocks, "
+                                 f"{arch['base_channels']} base channels), Canny sigma {export_info['settings']['canny']['sigma']}",
+                  "source": export_info.get("source", {}).get("checkpoints", [])},
+        "settings": {"backends": list(cfg.backends), "precisions": list(cfg.precisions), "sizes": list(cfg.sizes),
+                     "batches": list(cfg.batches), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads},
+        "ceiling_gflops_per_s": cfg.ceiling_gflops,
+        "rows": rows,
+        "skipped": skipped,
+    }
