@@ -97,3 +97,74 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
 
 if __name__ == "__main__":
     main()
+
+
+@click.command("ec-eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("export_dir", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="held-out photos (default: the bundled astronaut, coffee, chelsea and rocket)")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(min=16), help="evaluation size (square)")
+@click.option("--masks-per-bin", default=3, show_default=True, type=click.IntRange(min=1),
+              help="free-form holes per image in each hole-ratio bin (10-20, 20-30, 30-40, 40-50%)")
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True, callback=_csv(str, ("fp32", "fp16", "int8")))
+@click.option("--threads", default=None, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_path", default="ec-eval/quality.json", show_default=True, type=click.Path(path_type=Path))
+@click.option("--markdown", "md_path", default="ec-eval/quality.md", show_default=True, type=click.Path(path_type=Path))
+@click.option("-q", "--quiet", is_flag=True)
+def eval_main(export_dir, images, size, masks_per_bin, precisions, threads, seed, json_path, md_path, quiet):
+    """Quality of EXPORT_DIR's model vs cv2.inpaint (TELEA, NS) on held-out photos.
+
+    \b
+    PSNR, SSIM (Gaussian window) and L1 of the merged image, per hole ratio, for the model in
+    each precision and for OpenCV's two classical inpainting methods.
+    """
+    import json as _json
+
+    from benchmarks.environment import environment, environment_markdown
+    from benchmarks.quality import eval_cases, evaluate, load_images, opencv_method, quality_markdown
+    from ec_runtime.pipeline import Inpainter
+
+    with tempfile.TemporaryDirectory(prefix="ec-eval-") as tmp:
+        if export_dir is None:
+            try:
+                export_dir = _export_default_model(Path(tmp), precisions)
+            except Exception as exc:
+                raise click.ClickException(f"cannot export the default model: {exc}") from None
+        info = _json.loads((export_dir / "export.json").read_text())
+        available = info.get("models", {}).get("edge", {})
+        missing = [p for p in precisions if p not in available]
+        if missing:
+            raise click.ClickException(f"{export_dir} has no {', '.join(missing)} models; re-export with "
+                                       + " ".join(f"--{p}" for p in missing))
+        methods, closers = {}, []
+        for p in precisions:
+            inp = Inpainter.from_dir(export_dir, backend="onnxruntime", precision=p, threads=threads,
+                                     strategy="original")
+            closers.append(inp.close)
+            methods[f"ours {p}"] = inp.inpaint
+        methods["cv2 TELEA"] = opencv_method(cv2_flag("TELEA"))
+        methods["cv2 NS"] = opencv_method(cv2_flag("NS"))
+        try:
+            cases = eval_cases(load_images(images, size), masks_per_bin, seed)
+            rows = evaluate(methods, cases, progress=not quiet)
+        finally:
+            for close in closers:
+                close()
+    env = environment()
+    command = "ec-eval " + shlex.join(sys.argv[1:])
+    table = quality_markdown(rows)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(_json.dumps({"environment": env, "command": command, "size": size,
+                                      "model": info.get("source", {}), "rows": rows}, indent=2) + "\n")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(f"# ec-eval: quality on held-out photos\n\n{environment_markdown(env)}\n- command: `{command}`\n"
+                       f"- {len(cases)} cases per method ({size}², merged images; L1 in % of full scale)\n\n{table}\n")
+    click.echo(table)
+    click.echo(f"wrote {json_path}, {md_path}")
+
+
+def cv2_flag(name: str) -> int:
+    import cv2
+
+    return {"TELEA": cv2.INPAINT_TELEA, "NS": cv2.INPAINT_NS}[name]

@@ -4,30 +4,12 @@ import json
 import math
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from benchmarks.cli import main
 from benchmarks.report import ROW_FIELDS
-from ec_train.checkpoints import TRAIN_FORMAT, atomic_save
-from ec_train.networks import EdgeGenerator, InpaintGenerator
 
 STAGES = {"host_pre", "canny", "edge", "inpaint", "host_post"}
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    from ec_export.exporter import export_checkpoints
-
-    root = tmp_path_factory.mktemp("bench")
-    torch.manual_seed(0)
-    ckpt = {"format": TRAIN_FORMAT, "iteration": 0, "config": {},
-            "models": {"edge_generator": EdgeGenerator(1, True, 8).state_dict(),
-                       "inpaint_generator": InpaintGenerator(1, 8).state_dict()}}
-    atomic_save(ckpt, root / "tiny.pth")
-    export_checkpoints([root / "tiny.pth"], root / "export", precisions=("fp32", "int8"), calib_size=64,
-                       accuracy_size=64, progress=False)
-    return root / "export"
 
 
 def _finite(x):
