@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -76,6 +77,12 @@ def _check_pair(edge, inpaint) -> dict[str, Any]:
                               f"{edge_arch[key]} vs {inpaint_arch[key]}")
     return {"base_channels": edge_arch["base_channels"], "residual_blocks": edge_arch["residual_blocks"],
             "edge_spectral_norm": edge_arch["spectral_norm"]}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _target_dir(out_dir: Path) -> Path:
@@ -163,6 +170,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
         calib = load_calibration_images(calib_images, calib_size)  # fails early on an empty set
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp creates 0700; the export directory gets the usual mode
     try:
         steps = ["fp32", *[p for p in precisions if p != "fp32"], *(["engines"] if engine else [])]
         bar = tqdm(steps, desc="ec-export", unit="step", disable=not progress)
