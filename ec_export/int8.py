@@ -78,12 +78,16 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, feeds: Sequence[F
         options["CalibPercentile"] = 99.999
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         staged = Path(tmp) / "q.onnx"
+        reader, cache = _FeedReader(feeds), None
         try:
-            quantize_static(str(fp32_path), str(staged), _FeedReader(feeds), quant_format=QuantFormat.QDQ,
+            if method == "entropy":
+                cache = _entropy_ranges(fp32_path, reader, Path(tmp))
+                reader = None if cache is not None else reader
+            quantize_static(str(fp32_path), str(staged), reader, quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=per_tensor_nodes + exclude_nodes, calibrate_method=calibrate_method,
-                            extra_options=options)
+                            extra_options=options, **({"calibration_cache_path": str(cache)} if cache else {}))
             if per_tensor_nodes:
                 quantize_static(str(staged), str(staged), None, quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=["ConvTranspose"], nodes_to_quantize=per_tensor_nodes,
@@ -102,6 +106,34 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, feeds: Sequence[F
         "quantized_ops": list(QUANTIZED_OPS)}})
     onnx.save(qmodel, str(out_path))
     return qmodel
+
+
+def _entropy_ranges(fp32_path: Path, reader: _FeedReader, tmp: Path) -> Path | None:
+    """KL-divergence (entropy) activation ranges over 2048 histogram bins, as TensorRT's calibrator.
+
+    ``quantize_static`` builds its entropy calibrator with 128 histogram bins and 128 quantized
+    bins, which leaves the threshold search a single candidate (the full range: min-max). The
+    ranges are computed here and handed over as a calibration cache. Returns None where this
+    onnxruntime has no calibration cache support (then its own calibrator runs).
+    """
+    import inspect
+
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, quantize_static
+
+    try:
+        from onnxruntime.quantization import save_tensors_data
+    except ImportError:
+        return None
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return None
+    calibrator = create_calibrator(fp32_path, list(QUANTIZED_OPS), augmented_model_path=str(tmp / "augmented.onnx"),
+                                   calibrate_method=CalibrationMethod.Entropy,
+                                   extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128})
+    calibrator.collect_data(reader)
+    cache = tmp / "calibration.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    reader.rewind()
+    return cache
 
 
 def check_trt_compatible_qdq(model: onnx.ModelProto) -> None:

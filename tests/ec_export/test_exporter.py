@@ -177,3 +177,22 @@ def test_tensorrt_engines_match_onnxruntime(lite, tmp_path):
             results = Comparator.run(runners, data_loader=[feed])
             ok = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=tol, rtol=0))
             assert bool(ok), f"{kind}.{precision}: TensorRT differs from ONNX Runtime by more than {tol}"
+
+
+def test_entropy_calibration_is_not_minmax(lite, tmp_path):
+    """Entropy thresholds come from a 2048-bin KL search, so they clip below the min-max range."""
+    from ec_export.calibration import to_nchw
+    from ec_export.int8 import quantize_int8
+
+    _, _, out, _ = lite
+    image, mask = to_nchw(sample_photo("chelsea", 64), np.zeros((64, 64), np.uint8))
+    feeds = [{"gray": (image * np.array([0.2125, 0.7154, 0.0721], np.float32)[None, :, None, None]).sum(1, keepdims=True),
+              "edges": np.zeros((1, 1, 64, 64), np.float32), "mask": mask}]
+
+    def scales(model):
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return np.array([float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"])
+
+    entropy = scales(quantize_int8(out / "edge.onnx", tmp_path / "e.onnx", feeds, method="entropy"))
+    minmax = scales(quantize_int8(out / "edge.onnx", tmp_path / "m.onnx", feeds, method="minmax"))
+    assert entropy.shape == minmax.shape and np.all(entropy <= minmax + 1e-9) and np.any(entropy < 0.9 * minmax)
