@@ -10,6 +10,9 @@ differ only above it.
   (overlapping boxes are merged), inpaint each box (resized if it is still larger than
   ``max_side``) and paste its hole pixels back. Work scales with the holes, not the image.
 
+With ``return_edges``, ``resize`` returns the edge map upscaled and ``crop`` returns it inside
+the boxes (zero elsewhere).
+
 The default was chosen by measurement (``benchmarks/runtime_strategies.py``; numbers in the README).
 """
 

@@ -186,3 +186,17 @@ def test_fp16_export_runs_its_own_files(tmp_path_factory):
         got, want = half.inpaint(img, mask), full.inpaint(img, mask)
     assert np.array_equal(got[mask == 0], img[mask == 0])
     assert 45 <= psnr(got, want, 255) < float("inf")  # close to fp32, yet really a different graph
+
+
+def test_large_image_strategies_with_the_models(painter):
+    small_side = Inpainter(painter.stages, backend=painter.backend, precision="fp32", max_side=64)
+    from ec_train.samples import sample_photo
+
+    img = sample_photo("astronaut", (128, 160))
+    mask = np.zeros((128, 160), bool)
+    mask[20:40, 30:60] = True
+    mask[90:110, 120:150] = True
+    for strategy in ("original", "resize", "crop"):
+        out, edges = small_side.inpaint(img, mask, return_edges=True, strategy=strategy)
+        assert out.shape == img.shape and edges.shape == mask.shape
+        assert np.array_equal(out[~mask], img[~mask]) and not np.array_equal(out[mask], img[mask])
