@@ -21,14 +21,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ec_runtime.errors import EcRuntimeError, InputError, ModelNotFoundError
+from ec_runtime.errors import InputError, ModelNotFoundError
 from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
-from ec_runtime.runners import OrtRunner
 from ec_runtime import strategies
+from ec_runtime.runners import OrtRunner
 
 EXPORT_MANIFEST = "export.json"
 KINDS = ("canny", "edge", "inpaint")
@@ -323,5 +323,3 @@ class Inpainter:
                 results[i] = (painted[j], edges[j] if edges is not None else None)
         return results if return_edges else [r[0] for r in results]
 
-
-PaintFn = Callable[[np.ndarray, np.ndarray, bool], tuple]
