@@ -89,7 +89,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, feeds: Sequence[F
                             nodes_to_exclude=per_tensor_nodes + exclude_nodes, calibrate_method=calibrate_method,
                             extra_options=options, **({"calibration_cache_path": str(cache)} if cache else {}))
             if per_tensor_nodes:
-                quantize_static(str(staged), str(staged), None, quant_format=QuantFormat.QDQ,
+                reader = _FeedReader(feeds)
+                quantize_static(str(staged), str(staged), reader, quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=["ConvTranspose"], nodes_to_quantize=per_tensor_nodes,
                                 per_channel=False, extra_options=options)
         except ExportError:

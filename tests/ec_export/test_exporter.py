@@ -196,3 +196,20 @@ def test_entropy_calibration_is_not_minmax(lite, tmp_path):
     entropy = scales(quantize_int8(out / "edge.onnx", tmp_path / "e.onnx", feeds, method="entropy"))
     minmax = scales(quantize_int8(out / "edge.onnx", tmp_path / "m.onnx", feeds, method="minmax"))
     assert entropy.shape == minmax.shape and np.all(entropy <= minmax + 1e-9) and np.any(entropy < 0.9 * minmax)
+
+
+@pytest.mark.trt
+def test_convtranspose_per_tensor_fallback_builds(lite, tmp_path):
+    from ec_export.engine import build_engine
+    from ec_export.int8 import quantize_int8
+
+    _, _, out, _ = lite
+    image, m, gray = _feeds(4)
+    feeds = [{"gray": gray.numpy(), "edges": np.zeros_like(gray.numpy()), "mask": m.numpy()}]
+    model = quantize_int8(out / "edge.onnx", tmp_path / "edge.int8.onnx", feeds, method="minmax",
+                          convtranspose_per_channel=False)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    convt_weights = {n.input[1] for n in model.graph.node if n.op_type == "ConvTranspose"}
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    assert convt_weights and all(inits[dq[w].input[1]].shape == () for w in convt_weights)
+    assert build_engine(tmp_path / "edge.int8.onnx", shapes=SMALL_PROFILE, workspace_mb=256).is_file()
