@@ -110,12 +110,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, feeds: Sequence[F
 
 
 def _entropy_ranges(fp32_path: Path, reader: _FeedReader, tmp: Path) -> Path | None:
-    """KL-divergence (entropy) activation ranges over 2048 histogram bins, as TensorRT's calibrator.
+    """KL-divergence (entropy) activation ranges: 512 histogram bins searched down to 128 quantized bins.
 
     ``quantize_static`` builds its entropy calibrator with 128 histogram bins and 128 quantized
     bins, which leaves the threshold search a single candidate (the full range: min-max). The
-    ranges are computed here and handed over as a calibration cache. Returns None where this
-    onnxruntime has no calibration cache support (then its own calibrator runs).
+    ranges are computed here and handed over as a calibration cache. 512 bins (TensorRT's legacy
+    calibrator used 2048) keep onnxruntime's pure-Python search well under a second per tensor.
+    Returns None where this onnxruntime has no calibration cache support (its own calibrator runs).
     """
     import inspect
 
@@ -129,7 +130,7 @@ def _entropy_ranges(fp32_path: Path, reader: _FeedReader, tmp: Path) -> Path | N
         return None
     calibrator = create_calibrator(fp32_path, list(QUANTIZED_OPS), augmented_model_path=str(tmp / "augmented.onnx"),
                                    calibrate_method=CalibrationMethod.Entropy,
-                                   extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128})
+                                   extra_options={"symmetric": True, "num_bins": 512, "num_quantized_bins": 128})
     calibrator.collect_data(reader)
     cache = tmp / "calibration.json"
     save_tensors_data(calibrator.compute_data(), cache)

@@ -29,8 +29,10 @@ def lite(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "lite"
     calib = [sample_photo(name, 64) for name in ("chelsea", "rocket", "coffee")]
     # 16 hysteresis rounds keep the Canny graph small; the full count is canny_onnx's own test
+    # minmax here keeps the fixture fast; test_entropy_calibration_is_not_minmax covers entropy
     info = export_models(edge, inpaint, out, precisions=("fp16", "int8"), fused=True, calib_images=calib,
-                         calib_size=64, accuracy_size=64, canny={"iterations": 16}, progress=False)
+                         calib_size=64, calib_method="minmax", accuracy_size=64, canny={"iterations": 16},
+                         progress=False)
     return edge, inpaint, out, info
 
 
@@ -52,7 +54,7 @@ def test_export_directory_and_metadata(lite):
     assert set(info["models"]) == {"canny", "edge", "inpaint", "pipeline"}
     for kind in ("canny", "edge", "inpaint"):
         assert set(info["models"][kind]) == {"fp32", "fp16", "int8"}
-    assert info["settings"]["calibration"]["images"] == 3
+    assert info["settings"]["calibration"]["images"] == 3 and info["settings"]["calibration"]["method"] == "minmax"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging directory left behind"
     for per in info["models"].values():
         for name in per.values():
@@ -180,7 +182,7 @@ def test_tensorrt_engines_match_onnxruntime(lite, tmp_path):
 
 
 def test_entropy_calibration_is_not_minmax(lite, tmp_path):
-    """Entropy thresholds come from a 2048-bin KL search, so they clip below the min-max range."""
+    """Entropy thresholds come from a KL search over the histogram, so they clip below the min-max range."""
     from ec_export.calibration import to_nchw
     from ec_export.int8 import quantize_int8
 
