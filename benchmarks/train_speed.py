@@ -54,6 +54,34 @@ def measure(mode: str, variant: str, size: int, batch: int, steps: int, warmup: 
     return {"mode": mode, "variant": variant, "seconds": times}
 
 
+def _write(out, size, batch, steps, warmup, command, env, load_before, cases, rows) -> None:
+    import torch
+
+    from benchmarks.environment import environment_markdown
+
+    load_now = os.getloadavg()
+    lines = [
+        f"# ec-train speed: {size}x{size}, batch {batch}, CPU", "",
+        f"Command: `{command.strip()}`", "",
+        environment_markdown(env),
+        f"- torch threads: {torch.get_num_threads()}; 1-minute load average {load_before[0]:.1f} at the start, "
+        f"{load_now[0]:.1f} at the last case (other processes on the machine slow the numbers down)",
+        "",
+        f"`Trainer.train_step` only (Canny, generators, discriminators, all losses incl. VGG19 for the inpaint "
+        f"stage, optimizer steps), fp32, {warmup} warm-up step(s), median of {steps} timed step(s).", "",
+        "| variant | mode | it/s | s/it (median) | s/it (min-max) | images/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for variant, mode in cases:
+        if (variant, mode) in rows:
+            med, lo, hi = rows[(variant, mode)]
+            lines.append(f"| {variant} | {mode} | {1 / med:.3f} | {med:.2f} | {lo:.2f}-{hi:.2f} | {batch / med:.2f} |")
+        else:
+            lines.append(f"| {variant} | {mode} | not measured (run stopped before this case) | | | |")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("\n".join(lines) + "\n")
+
+
 @click.command()
 @click.option("--size", default=256, show_default=True)
 @click.option("--batch", default=4, show_default=True)
@@ -66,37 +94,20 @@ def main(size, batch, steps, warmup, variants, modes, out):
     """Record ec-train iterations/s per mode at SIZE x SIZE, batch BATCH, into a Markdown file."""
     import statistics
 
-    import torch
-
-    from benchmarks.environment import environment, environment_markdown
+    from benchmarks.environment import environment
 
     env = environment()
     load_before = os.getloadavg()
-    rows = []
-    for variant in variants.split(","):
-        for mode in modes.split(","):
-            r = measure(mode, variant, size, batch, steps, warmup)
-            med = statistics.median(r["seconds"])
-            rows.append((variant, mode, med, min(r["seconds"]), max(r["seconds"])))
-            print(f"{variant:12s} {mode:13s} {1 / med:8.3f} it/s  ({med:.2f} s/it)", flush=True)
-    load_after = os.getloadavg()
     command = "python -m benchmarks.train_speed " + " ".join(sys.argv[1:])
-    lines = [
-        f"# ec-train speed: {size}x{size}, batch {batch}, CPU", "",
-        f"Command: `{command.strip()}`", "",
-        environment_markdown(env),
-        f"- torch threads: {torch.get_num_threads()}; 1-minute load average {load_before[0]:.1f} before, "
-        f"{load_after[0]:.1f} after (other processes on the machine slow the numbers down)",
-        "",
-        f"`Trainer.train_step` only (Canny, generators, discriminators, all losses incl. VGG19 for the inpaint "
-        f"stage, optimizer steps), fp32, {warmup} warm-up step(s), median of {steps} timed step(s).", "",
-        "| variant | mode | it/s | s/it (median) | s/it (min-max) | images/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for variant, mode, med, lo, hi in rows:
-        lines.append(f"| {variant} | {mode} | {1 / med:.3f} | {med:.2f} | {lo:.2f}-{hi:.2f} | {batch / med:.2f} |")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text("\n".join(lines) + "\n")
+    cases = [(v, m) for v in variants.split(",") for m in modes.split(",")]
+    rows: dict[tuple[str, str], tuple[float, float, float]] = {}
+    for variant, mode in cases:
+        r = measure(mode, variant, size, batch, steps, warmup)
+        med = statistics.median(r["seconds"])
+        rows[(variant, mode)] = (med, min(r["seconds"]), max(r["seconds"]))
+        print(f"{variant:12s} {mode:13s} {1 / med:8.3f} it/s  ({med:.2f} s/it)", flush=True)
+        # rewritten after every case, so an interrupted run keeps what it measured
+        _write(out, size, batch, steps, warmup, command, env, load_before, cases, rows)
     print(f"wrote {out}")
 
 

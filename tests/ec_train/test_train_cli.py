@@ -53,6 +53,13 @@ def scalars(run: Path) -> dict[str, list[float]]:
 def test_mode_trains_20_iterations_from_the_cli(mode, photos, tmp_path):
     run, official = tmp_path / "run", tmp_path / "official"
     extra = ["--val", photos, "--eval-every", "10", "--sample-every", "10"] if mode == "joint" else []
+    if mode == "edge-inpaint":  # start from official-format edge weights, which must stay frozen
+        from ec_train.checkpoints import save_official
+        from ec_train.registry import create_model
+
+        edge = create_model("lite", "edge")
+        save_official(edge, None, tmp_path / "init")
+        extra = ["--init", tmp_path / "init" / "EdgeModel_gen.pth"]
     run_cli(mode, "--data", photos, "--out", run, "--iters", 20, "--save-every", 10, "--keep-last", 1,
             "--log-every", 1, "--export-official", official, *FAST, *extra)
 
@@ -69,6 +76,9 @@ def test_mode_trains_20_iterations_from_the_cli(mode, photos, tmp_path):
     for name in exported:
         assert load_generator(official / name) is not None
 
+    if mode == "edge-inpaint":
+        frozen = state["models"]["edge_generator"]
+        assert all(torch.equal(v, frozen[k]) for k, v in edge.state_dict().items())
     logged = scalars(run)
     main_loss = "train/e_fm" if mode == "edge" else "train/i_l1"
     assert len(logged[main_loss]) == 20
@@ -172,3 +182,23 @@ def test_kill_during_checkpoint_write_keeps_latest_loadable(tmp_path):
     latest = latest_checkpoint(tmp_path / "run")
     state = torch.load(latest, weights_only=True)
     assert state["blob"].numel() == 24_000_000 and f"{state['iteration']:08d}" in latest.name
+
+
+def test_ctrl_c_saves_a_checkpoint(photos, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ec_train.cli", "edge", "--data", str(photos), "--out", str(run), "--iters", "100000",
+           "--save-every", "100000", "--sample-every", "1", *FAST]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not (run / "samples" / "train_00000002.png").exists():
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output
+    assert "interrupted at iteration" in output
+    state = torch.load(latest_checkpoint(run), weights_only=True)  # written only by the exit handler
+    assert state["iteration"] >= 2
