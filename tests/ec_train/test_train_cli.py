@@ -49,6 +49,7 @@ def scalars(run: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["edge", "inpaint", "edge-inpaint", "joint"])
 def test_mode_trains_20_iterations_from_the_cli(mode, photos, tmp_path):
     run, official = tmp_path / "run", tmp_path / "official"
@@ -99,8 +100,9 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
     return flat
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(photos, tmp_path):
-    common = ["joint", "--data", photos, "--seed", 3, "--mask-kind", "irregular", *FAST, "--size", 48, "--batch", 2]
+    common = ["joint", "--data", photos, "--seed", 3, "--mask-kind", "irregular", *FAST, "--size", 48]
     run_cli(*common, "--out", tmp_path / "once", "--iters", 15)
     run_cli(*common, "--out", tmp_path / "split", "--iters", 10, "--workers", 2)
     run_cli(*common, "--out", tmp_path / "split", "--iters", 15, "--resume", "--workers", 1)
@@ -150,6 +152,7 @@ def test_ddp_two_processes_keep_identical_weights(photos, tmp_path):
             assert torch.equal(value, r1[model][key]), f"{model}.{key} differs between ranks"
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_write_keeps_latest_loadable(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(f"""
@@ -184,6 +187,7 @@ def test_kill_during_checkpoint_write_keeps_latest_loadable(tmp_path):
     assert state["blob"].numel() == 24_000_000 and f"{state['iteration']:08d}" in latest.name
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint(photos, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "ec_train.cli", "edge", "--data", str(photos), "--out", str(run), "--iters", "100000",

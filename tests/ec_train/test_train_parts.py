@@ -81,6 +81,7 @@ def test_missing_vgg_weights_stop_before_training(photos, tmp_path, monkeypatch)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_torchvision_style_vgg_file_loads_and_feeds_the_losses(photos, tmp_path):
     sd = {k: torch.randn_like(v) * 0.05 for k, v in VGG19Features().state_dict().items()}
     sd["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision files also hold the classifier
@@ -100,6 +101,7 @@ def test_torchvision_style_vgg_file_loads_and_feeds_the_losses(photos, tmp_path)
 
 
 # ------------------------------------------------------------------ config
+@pytest.mark.slow
 def test_official_yaml_keys_and_cli_precedence(photos, tmp_path):
     yml = tmp_path / "config.yml"
     yml.write_text("MODEL: 3\nLR: 0.0002\nD2G_LR: 0.2\nBATCH_SIZE: 4\nINPUT_SIZE: 128\nSIGMA: 0\nGAN_LOSS: lsgan\n"
@@ -187,6 +189,7 @@ def test_data_is_reproducible_across_workers_and_resumable(photos):
 
 
 # ------------------------------------------------------------------ update order, NaN, overfit
+@pytest.mark.slow
 def test_no_generator_gradient_reaches_the_discriminator(photos):
     cfg = small_cfg(photos, mode="edge")
     trainer = Trainer(cfg, CPU)
@@ -225,8 +228,9 @@ def test_nan_loss_stops_without_updating(photos):
         assert torch.equal(v, before[k]), k
 
 
+@pytest.mark.slow
 def test_overfitting_one_batch_lowers_inpaint_l1(photos):
-    cfg = small_cfg(photos, batch=1, size=48, lr=4e-4)
+    cfg = small_cfg(photos, batch=1, size=32, lr=4e-4)
     trainer = Trainer(cfg, CPU)
     batch = first_batch(cfg)
 
