@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -181,10 +183,28 @@ def main(cfg: TrainConfig, resume: str | None = None) -> dict:
     out = Path(cfg.out)
     device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     dist = init_distributed(device_type if cfg.device != "cpu" else "cpu")
+    previous = _stop_signals_interrupt()
     try:
         return _run(cfg, resume, out, dist)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         cleanup()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_signals_interrupt() -> dict:
+    """Make SIGTERM (schedulers, ``kill``) and SIGINT (even when a background shell ignored it)
+    stop training like Ctrl-C, so the final checkpoint is written. Returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, _raise_interrupt)
+    return previous
 
 
 def _run(cfg: TrainConfig, resume: str | None, out: Path, dist: DistInfo) -> dict:

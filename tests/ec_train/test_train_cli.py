@@ -188,7 +188,8 @@ def test_kill_during_checkpoint_write_keeps_latest_loadable(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint(photos, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_saves_a_checkpoint(photos, tmp_path, stop):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "ec_train.cli", "edge", "--data", str(photos), "--out", str(run), "--iters", "100000",
            "--save-every", "100000", "--sample-every", "1", *FAST]
@@ -198,7 +199,7 @@ def test_ctrl_c_saves_a_checkpoint(photos, tmp_path):
     try:
         while time.monotonic() < deadline and not (run / "samples" / "train_00000002.png").exists():
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         output, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
