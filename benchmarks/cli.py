@@ -29,8 +29,11 @@ def _export_default_model(workdir: Path, precisions) -> Path:
     from ec_train.pretrained import demo_checkpoint
 
     out = workdir / "export"
-    click.echo(f"ec-bench: no EXPORT_DIR given, exporting the default model ({demo_checkpoint().name}) to {out}")
-    export_checkpoints([demo_checkpoint()], out, precisions=tuple(precisions), progress=True)
+    try:
+        click.echo(f"no EXPORT_DIR given: exporting the default model ({demo_checkpoint().name}) to {out}")
+        export_checkpoints([demo_checkpoint()], out, precisions=tuple(precisions), progress=True)
+    except Exception as exc:
+        raise click.ClickException(f"cannot export the default model: {exc}") from None
     return out
 
 
@@ -73,11 +76,7 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
     if bad:
         raise click.BadParameter(f"sizes must be multiples of 4 and at least 16, got {bad}", param_hint="--sizes")
     with tempfile.TemporaryDirectory(prefix="ec-bench-") as tmp:
-        if export_dir is None:
-            try:
-                export_dir = _export_default_model(Path(tmp), precisions)
-            except Exception as exc:
-                raise click.ClickException(f"cannot export the default model: {exc}") from None
+        export_dir = export_dir or _export_default_model(Path(tmp), precisions)
         cfg = BenchConfig(export_dir=export_dir, backends=backends, precisions=precisions, sizes=sizes,
                           batches=batches, warmup=warmup, iters=iters, threads=threads)
         result = run_bench(cfg, progress=not quiet)
@@ -126,11 +125,7 @@ def eval_main(export_dir, images, size, masks_per_bin, precisions, threads, seed
     from ec_runtime.pipeline import Inpainter
 
     with tempfile.TemporaryDirectory(prefix="ec-eval-") as tmp:
-        if export_dir is None:
-            try:
-                export_dir = _export_default_model(Path(tmp), precisions)
-            except Exception as exc:
-                raise click.ClickException(f"cannot export the default model: {exc}") from None
+        export_dir = export_dir or _export_default_model(Path(tmp), precisions)
         info = _json.loads((export_dir / "export.json").read_text())
         available = info.get("models", {}).get("edge", {})
         missing = [p for p in precisions if p not in available]

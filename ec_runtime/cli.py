@@ -17,8 +17,16 @@ import click
 DEFAULT_MODEL_ENV = "EC_MODEL_DIR"
 
 
+DEMO_MODEL_DIR = Path(__file__).resolve().parent / "models" / "demo"
+
+
 def _default_model_dir() -> str:
-    return os.environ.get(DEFAULT_MODEL_ENV) or "export"
+    """``$EC_MODEL_DIR``, else ``./export`` when it exists, else the demo model that ships with the package."""
+    if os.environ.get(DEFAULT_MODEL_ENV):
+        return os.environ[DEFAULT_MODEL_ENV]
+    if not Path("export").exists() and (DEMO_MODEL_DIR / "export.json").exists():
+        return str(DEMO_MODEL_DIR)
+    return "export"
 
 
 def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Path, Path, Path]]:
@@ -58,7 +66,7 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Pat
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file (single input; a path without a suffix is a directory) or directory.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-              help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV} or ./export].")
+              help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV}, else ./export, else the bundled demo model].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
 @click.option("--strategy", type=click.Choice(["original", "resize", "crop"]), default=None,
