@@ -33,8 +33,8 @@ class BenchConfig:
     precisions: tuple[str, ...] = PRECISIONS
     sizes: tuple[int, ...] = (256, 512)
     batches: tuple[int, ...] = (1, 4)
-    warmup: int = 2
-    iters: int = 10
+    warmup: int = 1
+    iters: int = 6
     threads: int | None = None
     seed: int = 0
     ceiling_gflops: float | None = field(default_factory=load_ceiling)

@@ -1,7 +1,7 @@
 """The hardware's ceiling here: achieved GFLOP/s of one large fp32 convolution.
 
 ``python -m benchmarks.ceiling`` times a 3x3, 256->256 convolution on a 1x256x128x128 input (the
-shape of the generators' residual blocks at 512^2, 9.7 GFLOP) in ONNX Runtime and in torch, and
+shape of the generators' residual blocks at 512^2, 19.3 GFLOP) in ONNX Runtime and in torch, and
 writes the best as the ceiling to ``benchmarks/results/ceiling.json``. ``ec-bench`` divides each
 row's achieved FLOP rate by it to report efficiency.
 """
