@@ -36,6 +36,8 @@ class Runner:
     def __init__(self) -> None:
         self.is_active = False
         self._activate_lock = threading.Lock()
+        self._inputs: list[str] = []  # filled by _activate()
+        self._outputs: list[str] = []
 
     # subclasses implement these three
     def _activate(self) -> None:
@@ -49,11 +51,11 @@ class Runner:
 
     @property
     def input_names(self) -> list[str]:
-        raise NotImplementedError
+        return self._inputs
 
     @property
     def output_names(self) -> list[str]:
-        raise NotImplementedError
+        return self._outputs
 
     def activate(self) -> "Runner":
         """Load the model (idempotent and thread-safe)."""
@@ -134,16 +136,6 @@ class OrtRunner(Runner):
         self.threads = threads
         self.device = device
         self.session = None
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
-
-    @property
-    def input_names(self) -> list[str]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> list[str]:
-        return self._outputs
 
     @property
     def on_cuda(self) -> bool:

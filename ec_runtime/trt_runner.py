@@ -135,20 +135,10 @@ class TrtRunner(Runner):
         self._device_arg = device
         self.cuda_graph = cuda_graph
         self.device: CudaDevice | None = None
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
         self._dtypes: dict[str, np.dtype] = {}
         self._buffers: dict[str, _GrowingBuffer] = {}
         self._graphs: dict[tuple, object] = {}
         self._bound: dict[str, int] = {}
-
-    @property
-    def input_names(self) -> list[str]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> list[str]:
-        return self._outputs
 
     def _activate(self) -> None:
         index = self._device_arg.index if isinstance(self._device_arg, CudaDevice) else int(self._device_arg)
