@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, ModelNotFoundError
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError
 from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
 from ec_runtime.runners import OrtRunner
@@ -135,19 +136,35 @@ class OrtStages:
 
 
 class TrtStages:
-    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
+    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device.
+
+    Shapes are checked against the engines' profiles (from their sidecars) before any GPU work,
+    and batches larger than the profiles' maximum N run in slices of that size.
+    """
 
     def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
         from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner, check_engine
 
-        for kind in KINDS:  # refuse mismatched engines before touching the GPU
-            check_engine(engines[kind], device)
+        sidecars = [check_engine(engines[k], device, with_sidecar=True)[1] for k in KINDS]  # before the GPU
+        self.max_batch = min(int(sc.profile["max"][0]) for sc in sidecars)
         dev = CudaDevice(device)
-        self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
+        self.runners = []
+        try:
+            for k in KINDS:
+                self.runners.append(TrtRunner(engines[k], dev, cuda_graph).activate())
+        except BaseException:
+            self.close()
+            raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        for runner in self.runners:
+            runner.check_shapes({runner.input_names[0]: (min(len(image), self.max_batch), 1) + image.shape[2:]})
+        if len(image) > self.max_batch:
+            parts = [self(image[i:i + self.max_batch], gray[i:i + self.max_batch], mask[i:i + self.max_batch],
+                          edges_key, want_edges) for i in range(0, len(image), self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         # gray and mask are uploaded once (for Canny) and reused by the later stages
         links = [{}, {"edges": (0, "edges"), "gray": (0, "gray"), "mask": (0, "mask")},
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
@@ -169,8 +186,26 @@ def _gpu_present(device: int) -> bool:
 def _trt_usable() -> bool:
     import importlib.util
 
-    has_trt = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+    from ec_runtime.tensorrt_support import TRT_MODULES
+
+    has_trt = any(importlib.util.find_spec(m) is not None for m in TRT_MODULES)
     return has_trt and importlib.util.find_spec("pycuda") is not None
+
+
+def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
+    """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
+    from ec_runtime.errors import EcRuntimeError
+
+    try:
+        if not _trt_usable():
+            raise MissingDependencyError("TensorRT and pycuda are not both installed (`pip install ec-deploy[trt]`)")
+        if not _gpu_present(device):
+            raise EcRuntimeError(f"no CUDA GPU {device} found")
+        return TrtStages(engines, device, cuda_graph)
+    except EcRuntimeError as exc:  # mismatched engines, missing modules, a GPU that is not there
+        warnings.warn(f"TensorRT engines in {export.root} not used, running ONNX Runtime instead: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 class Inpainter:
@@ -197,8 +232,10 @@ class Inpainter:
                  max_side: int = strategies.DEFAULT_MAX_SIDE, cuda_graph: bool = False) -> "Inpainter":
         """Load the models of ``export_dir``.
 
-        ``backend``: ``auto`` picks TensorRT when engines for ``precision`` and a GPU are present,
-        else ONNX Runtime with CUDA when this onnxruntime build has it, else ONNX Runtime on the CPU.
+        ``backend``: ``auto`` picks TensorRT when the export directory records engines for
+        ``precision`` and they fit this GPU and TensorRT version; when they do not (or TensorRT,
+        pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
+        onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
         ``threads`` sets ONNX Runtime's intra-op threads.
         """
@@ -213,9 +250,13 @@ class Inpainter:
             missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
             raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
                                      f"build them with `ec-export engine` or use --backend onnxruntime")
-        if backend == "tensorrt" or (backend == "auto" and have_engines and _trt_usable() and _gpu_present(device)):
+        stages = None
+        if backend == "tensorrt":
             stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
-        else:
+        elif backend == "auto" and have_engines:
+            stages = _try_tensorrt(export, engines, device, cuda_graph)
+            chosen = "tensorrt"
+        if stages is None:
             if providers is None and backend == "auto":
                 import onnxruntime as ort
 
