@@ -206,7 +206,8 @@ def run_group(cfg: BenchConfig, export_info: dict, size: int, batch: int,
         if baseline is not None:
             diff = np.abs(outputs[key].astype(np.float64) - baseline.astype(np.float64)) / 255.0
             mse = float(np.mean(diff ** 2))
-            row["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+            # an exact match has no finite PSNR: null in the JSON, "exact" in the Markdown
+            row["psnr_db"] = None if mse == 0 else float(10 * np.log10(1.0 / mse))
             row["max_abs_diff"] = float(diff.max())
         rows.append(row)
     rows.sort(key=lambda r: (BACKENDS.index(r["backend"]), PRECISIONS.index(r["precision"])))
