@@ -24,10 +24,18 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def write_json(result: dict, path: str | Path) -> Path:
+    """Write ``result`` as strict JSON (ValueError on NaN or infinity: use None)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")  # strict JSON (DESIGN §8)
     return path
+
+
+def _psnr_cell(row: dict) -> str:
+    """The PSNR column: "exact" for a bit-identical result (its PSNR is null in the JSON)."""
+    if row.get("psnr_db") is None and row.get("max_abs_diff") == 0:
+        return "exact"
+    return _fmt(row.get("psnr_db"))
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -44,7 +52,7 @@ def markdown_table(rows: list[dict]) -> str:
             _fmt(lat["mean_ms"]), _fmt(lat["p50_ms"]), _fmt(lat["p90_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["min_ms"]),
             _fmt(r["throughput_img_s"], 2), _fmt(r["speedup_vs_torch"], 2) + "×",
             _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
-            _fmt(r["psnr_db"]), _fmt(r["peak_rss_mb"], 0),
+            _psnr_cell(r), _fmt(r["peak_rss_mb"], 0),
             (_fmt(100 * r["efficiency"], 0) + "%") if r["efficiency"] is not None else "-",
         ]) + " |")
     return "\n".join(lines)

@@ -13,6 +13,10 @@ class ModelNotFoundError(EcRuntimeError, FileNotFoundError):
     """An export directory, ONNX file or engine file does not exist."""
 
 
+class InvalidExportError(EcRuntimeError, ValueError):
+    """An export directory exists but its ``export.json`` or a model file is unreadable or malformed."""
+
+
 class EngineMismatchError(EcRuntimeError):
     """A TensorRT engine was built for another TensorRT version, GPU or ONNX file."""
 

@@ -17,77 +17,23 @@ An Inpainter holds no per-call state: several threads may call one instance conc
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError
+from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
 from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
 from ec_runtime.runners import OrtRunner
 
-EXPORT_MANIFEST = "export.json"
-KINDS = ("canny", "edge", "inpaint")
-PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
 GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)
 MULTIPLE = 4
-
-
-def _missing_export(path: Path, what: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"{what}: {path}. Create an export directory with `ec-export` (for example "
-                              "`ec-export onnx EdgeModel_gen.pth InpaintingModel_gen.pth -o export`), then pass it "
-                              "with --model / Inpainter.from_dir or set EC_MODEL_DIR.")
-
-
-@dataclass
-class ExportDir:
-    """An export directory and its ``export.json`` (see the ONNX I/O contract)."""
-
-    root: Path
-    manifest: dict
-
-    @classmethod
-    def open(cls, root: str | os.PathLike) -> "ExportDir":
-        root = Path(root)
-        if not root.is_dir():
-            raise _missing_export(root, "export directory not found")
-        path = root / EXPORT_MANIFEST
-        if not path.is_file():
-            raise _missing_export(path, "export manifest not found")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelNotFoundError(f"{path} is not a readable export manifest: {exc}") from exc
-        return cls(root, manifest)
-
-    def model_path(self, kind: str, precision: str) -> Path:
-        """The ONNX file of ``kind`` at ``precision`` (Canny falls back to fp32, its only exact form)."""
-        models = self.manifest.get("models", {}).get(kind, {})
-        name = models.get(precision) or (models.get("fp32") if kind == "canny" else None)
-        if name is None:
-            have = ", ".join(sorted(models)) or "none"
-            raise ModelNotFoundError(f"{self.root / EXPORT_MANIFEST} lists no {kind} model at {precision} "
-                                     f"(has: {have}); re-export with `ec-export ... --precisions {precision}`")
-        path = self.root / name
-        if not path.is_file():
-            raise ModelNotFoundError(f"model file listed in {self.root / EXPORT_MANIFEST} is missing: {path}")
-        return path
-
-    def engine_path(self, kind: str, precision: str) -> Path | None:
-        """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""
-        engines = self.manifest.get("engines") or {}
-        entry = engines.get(f"{kind}.{precision}") or (engines.get(f"{kind}.fp32") if kind == "canny" else None)
-        if not entry:
-            return None
-        path = self.root / entry["engine"]
-        return path if path.is_file() else None
 
 
 def pad_amount(n: int, multiple: int = MULTIPLE) -> int:
@@ -249,7 +195,9 @@ class Inpainter:
         if backend == "tensorrt" and not have_engines:
             missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
             raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
-                                     f"build them with `ec-export engine` or use --backend onnxruntime")
+                                     f"build them on this machine with `ec-export engine {export.root}/*.onnx` "
+                                     "(no torch needed) or `ec-export CHECKPOINT... -o DIR --engine`, "
+                                     "or use --backend onnxruntime")
         stages = None
         if backend == "tensorrt":
             stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
