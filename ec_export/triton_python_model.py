@@ -59,9 +59,11 @@ class TritonPythonModel:
             raise ValueError(f"H and W must be positive multiples of 4 (the client pads), got {h}x{w}")
         return feed
 
-    def _response(self, outputs: dict[str, np.ndarray]):
+    def _response(self, request, outputs: dict[str, np.ndarray]):
+        # only the outputs asked for travel back to the server
+        wanted = set(request.requested_output_names()) or set(self.outputs)
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(outputs[n]))
-                                                          for n in self.outputs])
+                                                          for n in self.outputs if n in wanted])
 
     def execute(self, requests):
         responses: list = [None] * len(requests)
@@ -85,7 +87,7 @@ class TritonPythonModel:
             start = 0
             for i, feed in members:
                 n = next(iter(feed.values())).shape[0]
-                responses[i] = self._response({k: v[start:start + n] for k, v in out.items()})
+                responses[i] = self._response(requests[i], {k: v[start:start + n] for k, v in out.items()})
                 start += n
         return responses
 

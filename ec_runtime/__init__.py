@@ -18,10 +18,11 @@ from ec_runtime.errors import (  # noqa: E402
     InvalidExportError,
     MissingDependencyError,
     ModelNotFoundError,
+    ServerError,
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
-           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "Inpainter", "ExportDir"]
+           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "ServerError", "Inpainter", "ExportDir"]
 
 
 def __getattr__(name: str):

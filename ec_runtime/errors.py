@@ -23,3 +23,7 @@ class EngineMismatchError(EcRuntimeError):
 
 class InputError(EcRuntimeError, ValueError):
     """An image or mask cannot be inpainted as given (size, type, content)."""
+
+
+class ServerError(EcRuntimeError):
+    """A Triton server could not be reached, refused a request or timed out; the message names its URL."""

@@ -12,7 +12,7 @@ main=${1:-.venv}
 venv=.venv-triton
 ort=$("$main/bin/python" -c "import onnxruntime; print(onnxruntime.__version__)")
 stamp="numpy==1.26.4 nvidia-pytriton==0.7.0 onnxruntime==$ort opencv-python-headless==4.10.0.84"
-if [ -f "$venv/.ec-setup" ] && [ "$(cat "$venv/.ec-setup")" = "$stamp" ] \
+if [ -f "$venv/.ec-setup" ] && [ "$(cat "$venv/.ec-setup")" = "$stamp" ] && [ -x "$venv/bin/ec-serve" ] \
    && "$venv/bin/python" -c "import ec_runtime.runners, pytriton" 2>/dev/null; then
     exit 0
 fi
