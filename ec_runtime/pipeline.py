@@ -28,11 +28,12 @@ import numpy as np
 from ec_runtime.errors import InputError, ModelNotFoundError
 from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
-from ec_runtime.runners import OrtRunner
+from ec_runtime.runners import OrtRunner, primary_provider
 
 EXPORT_MANIFEST = "export.json"
 KINDS = ("canny", "edge", "inpaint")
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_CPU = "int8_cpu"  # the export's U8S8 files for ONNX Runtime's CPU provider (precision int8)
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
 GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)
@@ -79,6 +80,18 @@ class ExportDir:
             raise ModelNotFoundError(f"model file listed in {self.root / EXPORT_MANIFEST} is missing: {path}")
         return path
 
+    def model_variant(self, precision: str, provider: str) -> str:
+        """The ``models`` key to run ``precision`` on ONNX Runtime's ``provider``.
+
+        ``int8`` on the CPU provider picks the U8S8 files made for it (``int8_cpu``) when the export
+        has them; TensorRT, ORT's TensorRT and CUDA providers (and older exports) get ``int8``.
+        """
+        models = self.manifest.get("models", {})
+        if precision == "int8" and provider == "CPUExecutionProvider" and all(
+                INT8_CPU in models.get(kind, {}) for kind in ("edge", "inpaint")):
+            return INT8_CPU
+        return precision
+
     def engine_path(self, kind: str, precision: str) -> Path | None:
         """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""
         engines = self.manifest.get("engines") or {}
@@ -104,7 +117,8 @@ class OrtStages:
     """canny, edge and inpaint models as three ONNX Runtime sessions."""
 
     def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
-        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        self.variant = export.model_variant(precision, primary_provider(providers, device))
+        self.runners = {k: OrtRunner(export.model_path(k, self.variant), providers, threads, device) for k in KINDS}
         for r in self.runners.values():
             r.activate()
         self.providers = self.runners["edge"].session.get_providers()
@@ -224,6 +238,11 @@ class Inpainter:
             stages, chosen = OrtStages(export, precision, providers, threads, device), "onnxruntime"
         return cls(stages, backend=chosen, precision=precision, edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
+
+    @property
+    def model_variant(self) -> str:
+        """Which files run: the precision, or ``int8_cpu`` (U8S8) for int8 on ONNX Runtime's CPU provider."""
+        return getattr(self.stages, "variant", self.precision)
 
     @property
     def providers(self) -> list[str]:
