@@ -29,6 +29,13 @@ def write_json(result: dict, path: str | Path) -> Path:
     return write_atomic(path, strict_json(result, indent=2) + "\n", "--json")
 
 
+def _psnr_cell(row: dict) -> str:
+    """The PSNR column: "exact" for a bit-identical result (its PSNR is null in the JSON)."""
+    if row.get("psnr_db") is None and row.get("max_abs_diff") == 0:
+        return "exact"
+    return _fmt(row.get("psnr_db"))
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The headline table: one line per backend/precision/size/batch."""
     lines = [
@@ -43,7 +50,7 @@ def markdown_table(rows: list[dict]) -> str:
             _fmt(lat["mean_ms"]), _fmt(lat["p50_ms"]), _fmt(lat["p90_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["min_ms"]),
             _fmt(r["throughput_img_s"], 2), _fmt(r["speedup_vs_torch"], 2) + "×",
             _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
-            _fmt(r["psnr_db"]), _fmt(r["peak_rss_mb"], 0),
+            _psnr_cell(r), _fmt(r["peak_rss_mb"], 0),
             (_fmt(100 * r["efficiency"], 0) + "%") if r["efficiency"] is not None else "-",
         ]) + " |")
     return "\n".join(lines)
