@@ -13,9 +13,17 @@ class ModelNotFoundError(EcRuntimeError, FileNotFoundError):
     """An export directory, ONNX file or engine file does not exist."""
 
 
+class InvalidExportError(EcRuntimeError, ValueError):
+    """An export directory exists but its ``export.json`` or a model file is unreadable or malformed."""
+
+
 class EngineMismatchError(EcRuntimeError):
     """A TensorRT engine was built for another TensorRT version, GPU or ONNX file."""
 
 
 class InputError(EcRuntimeError, ValueError):
     """An image or mask cannot be inpainted as given (size, type, content)."""
+
+
+class ServerError(EcRuntimeError):
+    """A Triton server could not be reached, refused a request or timed out; the message names its URL."""

@@ -17,89 +17,23 @@ An Inpainter holds no per-call state: several threads may call one instance conc
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, ModelNotFoundError
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError
+from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
 from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
 from ec_runtime.runners import OrtRunner, primary_provider
 
-EXPORT_MANIFEST = "export.json"
-KINDS = ("canny", "edge", "inpaint")
-PRECISIONS = ("fp32", "fp16", "int8")
-INT8_CPU = "int8_cpu"  # the export's U8S8 files for ONNX Runtime's CPU provider (precision int8)
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
 GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)
 MULTIPLE = 4
-
-
-def _missing_export(path: Path, what: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"{what}: {path}. Create an export directory with `ec-export` (for example "
-                              "`ec-export onnx EdgeModel_gen.pth InpaintingModel_gen.pth -o export`), then pass it "
-                              "with --model / Inpainter.from_dir or set EC_MODEL_DIR.")
-
-
-@dataclass
-class ExportDir:
-    """An export directory and its ``export.json`` (see the ONNX I/O contract)."""
-
-    root: Path
-    manifest: dict
-
-    @classmethod
-    def open(cls, root: str | os.PathLike) -> "ExportDir":
-        root = Path(root)
-        if not root.is_dir():
-            raise _missing_export(root, "export directory not found")
-        path = root / EXPORT_MANIFEST
-        if not path.is_file():
-            raise _missing_export(path, "export manifest not found")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelNotFoundError(f"{path} is not a readable export manifest: {exc}") from exc
-        return cls(root, manifest)
-
-    def model_path(self, kind: str, precision: str) -> Path:
-        """The ONNX file of ``kind`` at ``precision`` (Canny falls back to fp32, its only exact form)."""
-        models = self.manifest.get("models", {}).get(kind, {})
-        name = models.get(precision) or (models.get("fp32") if kind == "canny" else None)
-        if name is None:
-            have = ", ".join(sorted(models)) or "none"
-            raise ModelNotFoundError(f"{self.root / EXPORT_MANIFEST} lists no {kind} model at {precision} "
-                                     f"(has: {have}); re-export with `ec-export ... --precisions {precision}`")
-        path = self.root / name
-        if not path.is_file():
-            raise ModelNotFoundError(f"model file listed in {self.root / EXPORT_MANIFEST} is missing: {path}")
-        return path
-
-    def model_variant(self, precision: str, provider: str) -> str:
-        """The ``models`` key to run ``precision`` on ONNX Runtime's ``provider``.
-
-        ``int8`` on the CPU provider picks the U8S8 files made for it (``int8_cpu``) when the export
-        has them; TensorRT, ORT's TensorRT and CUDA providers (and older exports) get ``int8``.
-        """
-        models = self.manifest.get("models", {})
-        if precision == "int8" and provider == "CPUExecutionProvider" and all(
-                INT8_CPU in models.get(kind, {}) for kind in ("edge", "inpaint")):
-            return INT8_CPU
-        return precision
-
-    def engine_path(self, kind: str, precision: str) -> Path | None:
-        """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""
-        engines = self.manifest.get("engines") or {}
-        entry = engines.get(f"{kind}.{precision}") or (engines.get(f"{kind}.fp32") if kind == "canny" else None)
-        if not entry:
-            return None
-        path = self.root / entry["engine"]
-        return path if path.is_file() else None
 
 
 def pad_amount(n: int, multiple: int = MULTIPLE) -> int:
@@ -149,19 +83,35 @@ class OrtStages:
 
 
 class TrtStages:
-    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
+    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device.
+
+    Shapes are checked against the engines' profiles (from their sidecars) before any GPU work,
+    and batches larger than the profiles' maximum N run in slices of that size.
+    """
 
     def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
         from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner, check_engine
 
-        for kind in KINDS:  # refuse mismatched engines before touching the GPU
-            check_engine(engines[kind], device)
+        sidecars = [check_engine(engines[k], device, with_sidecar=True)[1] for k in KINDS]  # before the GPU
+        self.max_batch = min(int(sc.profile["max"][0]) for sc in sidecars)
         dev = CudaDevice(device)
-        self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
+        self.runners = []
+        try:
+            for k in KINDS:
+                self.runners.append(TrtRunner(engines[k], dev, cuda_graph).activate())
+        except BaseException:
+            self.close()
+            raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        for runner in self.runners:
+            runner.check_shapes({runner.input_names[0]: (min(len(image), self.max_batch), 1) + image.shape[2:]})
+        if len(image) > self.max_batch:
+            parts = [self(image[i:i + self.max_batch], gray[i:i + self.max_batch], mask[i:i + self.max_batch],
+                          edges_key, want_edges) for i in range(0, len(image), self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         # gray and mask are uploaded once (for Canny) and reused by the later stages
         links = [{}, {"edges": (0, "edges"), "gray": (0, "gray"), "mask": (0, "mask")},
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
@@ -183,8 +133,26 @@ def _gpu_present(device: int) -> bool:
 def _trt_usable() -> bool:
     import importlib.util
 
-    has_trt = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+    from ec_runtime.tensorrt_support import TRT_MODULES
+
+    has_trt = any(importlib.util.find_spec(m) is not None for m in TRT_MODULES)
     return has_trt and importlib.util.find_spec("pycuda") is not None
+
+
+def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
+    """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
+    from ec_runtime.errors import EcRuntimeError
+
+    try:
+        if not _trt_usable():
+            raise MissingDependencyError("TensorRT and pycuda are not both installed (`pip install ec-deploy[trt]`)")
+        if not _gpu_present(device):
+            raise EcRuntimeError(f"no CUDA GPU {device} found")
+        return TrtStages(engines, device, cuda_graph)
+    except EcRuntimeError as exc:  # mismatched engines, missing modules, a GPU that is not there
+        warnings.warn(f"TensorRT engines in {export.root} not used, running ONNX Runtime instead: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 class Inpainter:
@@ -211,8 +179,10 @@ class Inpainter:
                  max_side: int = strategies.DEFAULT_MAX_SIDE, cuda_graph: bool = False) -> "Inpainter":
         """Load the models of ``export_dir``.
 
-        ``backend``: ``auto`` picks TensorRT when engines for ``precision`` and a GPU are present,
-        else ONNX Runtime with CUDA when this onnxruntime build has it, else ONNX Runtime on the CPU.
+        ``backend``: ``auto`` picks TensorRT when the export directory records engines for
+        ``precision`` and they fit this GPU and TensorRT version; when they do not (or TensorRT,
+        pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
+        onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
         ``threads`` sets ONNX Runtime's intra-op threads.
         """
@@ -226,10 +196,16 @@ class Inpainter:
         if backend == "tensorrt" and not have_engines:
             missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
             raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
-                                     f"build them with `ec-export engine` or use --backend onnxruntime")
-        if backend == "tensorrt" or (backend == "auto" and have_engines and _trt_usable() and _gpu_present(device)):
+                                     f"build them on this machine with `ec-export engine {export.root}/*.onnx` "
+                                     "(no torch needed) or `ec-export CHECKPOINT... -o DIR --engine`, "
+                                     "or use --backend onnxruntime")
+        stages = None
+        if backend == "tensorrt":
             stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
-        else:
+        elif backend == "auto" and have_engines:
+            stages = _try_tensorrt(export, engines, device, cuda_graph)
+            chosen = "tensorrt"
+        if stages is None:
             if providers is None and backend == "auto":
                 import onnxruntime as ort
 
@@ -237,6 +213,25 @@ class Inpainter:
                     providers = ["cuda"]
             stages, chosen = OrtStages(export, precision, providers, threads, device), "onnxruntime"
         return cls(stages, backend=chosen, precision=precision, edge_merge=edge_merge, strategy=strategy,
+                   max_side=max_side)
+
+    @classmethod
+    def from_server(cls, url: str, model: str = "edgeconnect", protocol: str | None = None, *,
+                    timeout: float = 120.0, headers: dict[str, str] | None = None, retries: int = 0,
+                    edge_merge: str = "training", strategy: str = strategies.DEFAULT_STRATEGY,
+                    max_side: int = strategies.DEFAULT_MAX_SIDE) -> "Inpainter":
+        """Run the stages on a Triton server that serves a repository written by ``ec-export triton``.
+
+        ``url``: ``http://HOST:8000`` or ``grpc://HOST:8001`` (``protocol`` overrides the scheme).
+        ``model`` is the ensemble for ``edge_merge="training"``; ``"official"`` uses
+        ``<model>_official``. Padding, gray, strategies and cropping run here, as with
+        :meth:`from_dir`. Needs ``pip install ec-deploy[client]``; an unreachable server, a refused
+        request or a timeout raises :class:`ec_runtime.ServerError` naming the URL.
+        """
+        from ec_runtime.remote import TritonStages
+
+        stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
+        return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
 
     @property

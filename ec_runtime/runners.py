@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ec_runtime.errors import EcRuntimeError, MissingDependencyError, ModelNotFoundError
+from ec_runtime.errors import EcRuntimeError, InvalidExportError, MissingDependencyError, ModelNotFoundError
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -156,7 +156,8 @@ class OrtRunner(Runner):
         except ImportError as exc:
             raise MissingDependencyError("onnxruntime is not installed: `pip install ec-deploy`") from exc
         if not self.path.is_file():
-            raise ModelNotFoundError(f"ONNX model not found: {self.path}")
+            raise ModelNotFoundError(f"ONNX model not found: {self.path}" +
+                                     (" (it is a directory)" if self.path.is_dir() else ""))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
@@ -166,7 +167,12 @@ class OrtRunner(Runner):
             self.session = ort.InferenceSession(str(self.path), sess_options=opts,
                                                 providers=resolve_providers(self.providers, self.device))
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise EcRuntimeError(f"ONNX Runtime could not load {self.path}: {exc}") from exc
+            from ec_runtime.exportdir import EXPORT_HINT
+
+            reason = " ".join(str(exc).split())
+            reason = reason.rsplit("failed:", 1)[-1] if "failed:" in reason else reason
+            raise InvalidExportError(f"{self.path}: ONNX Runtime cannot load this model (truncated or corrupt?): "
+                                     f"{reason[:200]}; re-create the export with {EXPORT_HINT}") from exc
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._outputs = [o.name for o in self.session.get_outputs()]
 
