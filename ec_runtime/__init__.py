@@ -18,10 +18,13 @@ from ec_runtime.errors import (  # noqa: E402
     InvalidExportError,
     MissingDependencyError,
     ModelNotFoundError,
+    NoHoleWarning,
+    OutputError,
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
-           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "Inpainter", "ExportDir"]
+           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "NoHoleWarning",
+           "OutputError", "Inpainter", "ExportDir"]
 
 
 def __getattr__(name: str):
