@@ -36,6 +36,7 @@ class BenchConfig:
     warmup: int = 1
     iters: int = 6
     threads: int | None = None
+    cuda_graph: bool = False  # TensorRT rows capture and replay a CUDA graph per shape
     seed: int = 0
     ceiling_gflops: float | None = field(default_factory=load_ceiling)
 
@@ -140,8 +141,9 @@ def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times
             try:
                 from ec_runtime.pipeline import Inpainter
 
+                graph = {"cuda_graph": cfg.cuda_graph} if backend == "tensorrt" else {}
                 inp = Inpainter.from_dir(cfg.export_dir, backend=backend, precision=precision,
-                                         threads=cfg.threads, strategy="original")
+                                         threads=cfg.threads, strategy="original", **graph)
             except Exception as exc:
                 skipped.append({"backend": backend, "precision": precision, "reason": str(exc).splitlines()[0]})
                 continue
@@ -236,7 +238,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                                  f"{arch['base_channels']} base channels), Canny sigma {export_info['settings']['canny']['sigma']}",
                   "source": export_info.get("source", {}).get("checkpoints", [])},
         "settings": {"backends": list(cfg.backends), "precisions": list(cfg.precisions), "sizes": list(cfg.sizes),
-                     "batches": list(cfg.batches), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads},
+                     "batches": list(cfg.batches), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads,
+                     "cuda_graph": cfg.cuda_graph},
         "ceiling_gflops_per_s": cfg.ceiling_gflops,
         "rows": rows,
         "skipped": skipped,

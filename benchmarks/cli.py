@@ -48,12 +48,13 @@ def _export_default_model(workdir: Path, precisions) -> Path:
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=1), help="warm-up calls per case")
 @click.option("--iters", default=6, show_default=True, type=click.IntRange(min=1), help="timed calls per case")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="intra-op threads (default: all cores)")
+@click.option("--cuda-graph", is_flag=True, help="TensorRT rows capture a CUDA graph per shape and replay it")
 @click.option("--json", "json_path", default="ec-bench/report.json", show_default=True, type=click.Path(path_type=Path))
 @click.option("--markdown", "md_path", default="ec-bench/report.md", show_default=True, type=click.Path(path_type=Path))
 @click.option("--plot", "plot_path", default="ec-bench/report.png", show_default=True, type=click.Path(path_type=Path),
               help="PNG chart (needs matplotlib)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def main(export_dir, backends, precisions, sizes, batches, warmup, iters, threads, json_path, md_path, plot_path, quiet):
+def main(export_dir, backends, precisions, sizes, batches, warmup, iters, threads, cuda_graph, json_path, md_path, plot_path, quiet):
     """Benchmark an EXPORT_DIR (from `ec-export`) against the eager-PyTorch baseline.
 
     \b
@@ -67,6 +68,7 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
       ec-bench                                  # default model, exported to a temp dir first
       ec-bench export/ --sizes 512 --batch 1 --iters 20
       ec-bench export/ --backends onnxruntime --precisions fp32,int8 --threads 2
+      ec-bench export/ --backends tensorrt --cuda-graph   # engines built with `ec-export engine`
     """
     from benchmarks.bench import BenchConfig, run_bench
     from benchmarks.environment import environment
@@ -78,7 +80,8 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
     with tempfile.TemporaryDirectory(prefix="ec-bench-") as tmp:
         export_dir = export_dir or _export_default_model(Path(tmp), precisions)
         cfg = BenchConfig(export_dir=export_dir, backends=backends, precisions=precisions, sizes=sizes,
-                          batches=batches, warmup=warmup, iters=iters, threads=threads)
+                          batches=batches, warmup=warmup, iters=iters, threads=threads,
+                          cuda_graph=cuda_graph)
         result = run_bench(cfg, progress=not quiet)
     result["environment"] = environment()
     result["command"] = "ec-bench " + shlex.join(sys.argv[1:])

@@ -46,6 +46,7 @@ def main():
     \b
     ec-export [OPTIONS] CHECKPOINT...     export (see `ec-export export --help`)
     ec-export engine ONNX... --shapes S   build TensorRT engines (no torch needed)
+    ec-export triton EXPORT_DIR -o REPO   write a Triton model repository (no torch needed)
     """
 
 
@@ -120,6 +121,55 @@ def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, 
             click.echo(f"built {path} (+ {path.name}.json)")
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command("triton")
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", default="triton-repo", show_default=True, type=click.Path(),
+              help="model repository to write (replaced only if empty or written by ec-export triton)")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "python"]), default="onnxruntime",
+              show_default=True, help="Triton backend of the canny/edge/inpaint models")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="which ONNX files (or engines) of the export to serve; Canny is always fp32")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="max_batch_size; requests are merged by Triton's dynamic batcher up to this")
+@click.option("--queue-delay-us", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="how long the dynamic batcher waits to fill a batch")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="model instances per stage (per GPU with --kind gpu)")
+@click.option("--kind", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="instance_group kind [default: gpu for tensorrt, else cpu]")
+@click.option("--ort-trt-accelerator", is_flag=True,
+              help="onnxruntime on GPU: let ONNX Runtime's TensorRT accelerator run the graphs in FP16")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="python backend: ONNX Runtime intra-op threads per instance (0: one per core)")
+def triton_cmd(export_dir, output, backend, precision, max_batch, queue_delay_us, instances, kind,
+               ort_trt_accelerator, threads):
+    """Write a Triton Inference Server model repository from EXPORT_DIR. No torch needed.
+
+    \b
+    The repository holds canny, edge and inpaint models plus the `edgeconnect` ensemble
+    (image, gray, mask -> image_out, edges, edges_out, edges_raw) and `edgeconnect_official`.
+    Backends: onnxruntime (CPU or GPU), tensorrt (plans from the export's engines, built with
+    the TensorRT version of your Triton release), python (ec_runtime's OrtRunner; runs on a
+    CPU-only Triton such as the one ec-serve starts).
+
+    \b
+    ec-export triton export -o repo --backend python && ec-serve repo
+    ec-inpaint photo.jpg --mask hole.png -o out.png --server http://127.0.0.1:8000
+    """
+    from ec_export.errors import ExportError
+    from ec_export.triton import RepoOptions, write_repository
+
+    opts = RepoOptions(backend=backend, precision=precision, max_batch=max_batch, instances=instances, kind=kind,
+                       queue_delay_us=queue_delay_us, ort_trt_accelerator=ort_trt_accelerator, threads=threads)
+    try:
+        info = write_repository(export_dir, output, opts)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote Triton repository {output} ({backend}, {precision}, {info['kind']}): "
+               f"{', '.join(info['models'])}")
+    click.echo(f"  serve it: ec-serve {output}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ from ec_runtime.errors import (  # noqa: E402
     ModelNotFoundError,
     NoHoleWarning,
     OutputError,
+    ServerError,
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
            "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "NoHoleWarning",
-           "OutputError", "Inpainter", "ExportDir"]
+           "OutputError", "ServerError", "Inpainter", "ExportDir"]
 
 
 def __getattr__(name: str):

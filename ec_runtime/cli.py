@@ -59,8 +59,17 @@ def _default_model_dir() -> str:
 @click.option("--edge-merge", type=click.Choice(["training", "official"]), default="training", show_default=True,
               help="training: stage 2 gets predicted edges only inside the hole; official: the raw stage-1 map.")
 @click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="GPU index (TensorRT / CUDA).")
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="Run the models on a Triton server (ec-serve) instead, e.g. http://127.0.0.1:8000 or "
+                   "grpc://127.0.0.1:8001; padding, strategies and cropping stay here.")
+@click.option("--protocol", type=click.Choice(["http", "grpc"]), default=None,
+              help="With --server: protocol [default: the URL's scheme, else http].")
+@click.option("--server-model", default="edgeconnect", show_default=True,
+              help="With --server: the ensemble to call (--edge-merge official uses <name>_official).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="With --server: seconds one request may take.")
 def main(input_path, mask_path, output, overwrite, model_dir, backend, precision, strategy, max_side, batch,
-         save_edges, resize_mask, threads, edge_merge, device):
+         save_edges, resize_mask, threads, edge_merge, device, server_url, protocol, server_model, timeout):
     """Inpaint INPUT (an image file or a directory of images) where MASK is white.
 
     \b
@@ -72,12 +81,27 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     from ec_runtime.pipeline import Inpainter
     from ec_runtime.strategies import DEFAULT_STRATEGY
 
-    model_dir = model_dir or Path(_default_model_dir())
+    if server_url is None and (protocol is not None or server_model != "edgeconnect"):
+        raise click.UsageError("--protocol and --server-model apply only with --server URL")
+    if server_url is not None:
+        ctx = click.get_current_context()
+        names = {"model_dir": "--model", "backend": "--backend", "precision": "--precision", "threads": "--threads",
+                 "device": "--device"}
+        local = [flag for n, flag in names.items()
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if local:
+            raise click.UsageError(f"{', '.join(local)} choose local models and cannot be combined with --server "
+                                   "(the server's repository decides backend and precision)")
     try:
         jobs = plan_jobs(input_path, mask_path, output, overwrite=overwrite, save_edges=save_edges)
-        painter = Inpainter.from_dir(model_dir, backend=backend, precision=precision, device=device,
-                                     threads=threads, edge_merge=edge_merge,
-                                     strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
+        if server_url is not None:
+            painter = Inpainter.from_server(server_url, server_model, protocol, timeout=timeout,
+                                            edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
+                                            max_side=max_side)
+        else:
+            painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
+                                         precision=precision, device=device, threads=threads, edge_merge=edge_merge,
+                                         strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
     except EcRuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -88,8 +112,9 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
         raise click.ClickException(str(exc)) from None
     finally:
         painter.close()
+    how = f"{painter.backend} ({precision})" if server_url is None else f"Triton at {painter.stages.url}"
     note = f" ({unchanged} had no hole and were copied unchanged)" if unchanged else ""
-    click.echo(f"inpainted {written}/{len(jobs)} image(s) with {painter.backend} ({precision}) -> {output}{note}")
+    click.echo(f"inpainted {written}/{len(jobs)} image(s) with {how} -> {output}{note}")
     if failures:
         click.echo(f"{len(failures)} failed:", err=True)
         for path, message in failures:

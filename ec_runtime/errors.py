@@ -31,3 +31,7 @@ class OutputError(EcRuntimeError, OSError):
 
 class NoHoleWarning(UserWarning):
     """A mask marks no hole, so the image is returned unchanged."""
+
+
+class ServerError(EcRuntimeError):
+    """A Triton server could not be reached, refused a request or timed out; the message names its URL."""

@@ -202,6 +202,26 @@ class Inpainter:
         return cls(stages, backend=chosen, precision=precision, edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
 
+    @classmethod
+    def from_server(cls, url: str, model: str = "edgeconnect", protocol: str | None = None, *,
+                    timeout: float = 120.0, headers: dict[str, str] | None = None, retries: int = 0,
+                    edge_merge: str = "training", strategy: str = strategies.DEFAULT_STRATEGY,
+                    max_side: int = strategies.DEFAULT_MAX_SIDE) -> "Inpainter":
+        """Run the stages on a Triton server that serves a repository written by ``ec-export triton``.
+
+        ``url``: ``http://HOST:8000`` or ``grpc://HOST:8001`` (``protocol`` overrides the scheme).
+        ``model`` is the ensemble for ``edge_merge="training"``; ``"official"`` uses
+        ``<model>_official``. Padding, gray, strategies and cropping run here, as with
+        :meth:`from_dir`. Needs ``pip install ec-deploy[client]``; an unreachable server, a refused
+        request or a timeout raises :class:`ec_runtime.ServerError` naming the URL.
+        """
+        from ec_runtime.remote import TritonStages
+
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
+        stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
+        return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
+                   max_side=max_side)
+
     @property
     def providers(self) -> list[str]:
         return list(self.stages.providers)
