@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import click
 
-SHAPES_HELP = "optimization profile MIN,OPT,MAX as NxHxW, e.g. 1x256x256,1x512x512,4x1024x1024"
-DEFAULT_SHAPES = "1x256x256,1x512x512,1x1024x1024"
+SHAPES_HELP = ("optimization profile MIN,OPT,MAX as NxHxW; the default covers what ec-inpaint sends with "
+               "its defaults (16 px crops up to max-side 512, batches of 4)")
+DEFAULT_SHAPES = "1x16x16,1x512x512,4x512x512"
+TF32_HELP = "let TensorRT use TF32 kernels for FP32 layers (faster on Ampere and newer, can flip Canny edge pixels)"
 
 
 class _DefaultToExport(click.Group):
@@ -69,16 +71,17 @@ def main():
 @click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
 @click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
 @click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("--tf32", is_flag=True, help=TF32_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size, opset, fused, sigma, canny_iterations,
                build_engines,
-               shapes, workspace, timing_cache, version_compatible, quiet):
+               shapes, workspace, timing_cache, version_compatible, tf32, quiet):
     """Export CHECKPOINT(s): one training checkpoint, the official EdgeModel_gen.pth +
     InpaintingModel_gen.pth pair, or a directory holding them."""
     engine = None
     if build_engines:
         engine = {"shapes": _shapes(shapes), "workspace_mb": workspace, "timing_cache": timing_cache,
-                  "version_compatible": version_compatible}
+                  "version_compatible": version_compatible, "tf32": tf32}
     try:
         from ec_export.exporter import export_checkpoints
 
@@ -104,21 +107,28 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
 @click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
 @click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
 @click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("--tf32", is_flag=True, help=TF32_HELP)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="directory for the engines (default: next to each ONNX file)")
-def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, output):
-    """Build strongly typed TensorRT engines (X.engine + X.engine.json) from ONNX files. No torch needed."""
+def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, tf32, output):
+    """Build strongly typed TensorRT engines (X.engine + X.engine.json) from ONNX files. No torch needed.
+
+    When an ONNX file belongs to an export directory, its engine is recorded in that directory's
+    export.json, so `ec-inpaint --model DIR` and Inpainter.from_dir use it. Build on the machine
+    that will run the engines (a Jetson builds its own).
+    """
     from pathlib import Path
 
     profile = _shapes(shapes)
     try:
-        from ec_export.engine import build_engine
+        from ec_export.engine import build_engine, record_engine
 
         for onnx_file in onnx_files:
             target = Path(output) / Path(onnx_file).with_suffix(".engine").name if output else None
             path = build_engine(onnx_file, target, shapes=profile, workspace_mb=workspace,
-                                timing_cache=timing_cache, version_compatible=version_compatible)
-            click.echo(f"built {path} (+ {path.name}.json)")
+                                timing_cache=timing_cache, version_compatible=version_compatible, tf32=tf32)
+            manifest = record_engine(onnx_file, path)
+            click.echo(f"built {path} (+ {path.name}.json)" + (f", recorded in {manifest}" if manifest else ""))
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
 

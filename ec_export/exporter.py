@@ -151,7 +151,7 @@ def _build_engines(job: ExportJob, engine: dict) -> None:
                                        workspace_mb=engine.get("workspace_mb", 2048),
                                        timing_cache=engine.get("timing_cache"),
                                        version_compatible=engine.get("version_compatible", False),
-                                       precision=precision)
+                                       precision=precision, tf32=engine.get("tf32", False))
             job.engines[f"{kind}.{precision}"] = {"engine": engine_path.name, "sidecar": engine_path.name + ".json"}
 
 

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, ModelNotFoundError, NoHoleWarning
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError, NoHoleWarning
 from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
 from ec_runtime.imageio import MIN_SIDE, check_pair, empty_mask_note, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
@@ -83,19 +83,35 @@ class OrtStages:
 
 
 class TrtStages:
-    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
+    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device.
+
+    Shapes are checked against the engines' profiles (from their sidecars) before any GPU work,
+    and batches larger than the profiles' maximum N run in slices of that size.
+    """
 
     def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
         from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner, check_engine
 
-        for kind in KINDS:  # refuse mismatched engines before touching the GPU
-            check_engine(engines[kind], device)
+        sidecars = [check_engine(engines[k], device, with_sidecar=True)[1] for k in KINDS]  # before the GPU
+        self.max_batch = min(int(sc.profile["max"][0]) for sc in sidecars)
         dev = CudaDevice(device)
-        self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
+        self.runners = []
+        try:
+            for k in KINDS:
+                self.runners.append(TrtRunner(engines[k], dev, cuda_graph).activate())
+        except BaseException:
+            self.close()
+            raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        for runner in self.runners:
+            runner.check_shapes({runner.input_names[0]: (min(len(image), self.max_batch), 1) + image.shape[2:]})
+        if len(image) > self.max_batch:
+            parts = [self(image[i:i + self.max_batch], gray[i:i + self.max_batch], mask[i:i + self.max_batch],
+                          edges_key, want_edges) for i in range(0, len(image), self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         # gray and mask are uploaded once (for Canny) and reused by the later stages
         links = [{}, {"edges": (0, "edges"), "gray": (0, "gray"), "mask": (0, "mask")},
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
@@ -117,7 +133,9 @@ def _gpu_present(device: int) -> bool:
 def _trt_usable() -> bool:
     import importlib.util
 
-    has_trt = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+    from ec_runtime.tensorrt_support import TRT_MODULES
+
+    has_trt = any(importlib.util.find_spec(m) is not None for m in TRT_MODULES)
     return has_trt and importlib.util.find_spec("pycuda") is not None
 
 
@@ -137,6 +155,22 @@ def _check_options(edge_merge: str, strategy: str, max_side, margin) -> tuple[in
         raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
     strategies.check_strategy(strategy)
     return check_int("max_side", max_side, MIN_SIDE), check_int("margin", margin, 0)
+
+
+def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
+    """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
+    from ec_runtime.errors import EcRuntimeError
+
+    try:
+        if not _trt_usable():
+            raise MissingDependencyError("TensorRT and pycuda are not both installed (`pip install ec-deploy[trt]`)")
+        if not _gpu_present(device):
+            raise EcRuntimeError(f"no CUDA GPU {device} found")
+        return TrtStages(engines, device, cuda_graph)
+    except EcRuntimeError as exc:  # mismatched engines, missing modules, a GPU that is not there
+        warnings.warn(f"TensorRT engines in {export.root} not used, running ONNX Runtime instead: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 class Inpainter:
@@ -166,8 +200,10 @@ class Inpainter:
                  max_side: int = strategies.DEFAULT_MAX_SIDE, cuda_graph: bool = False) -> "Inpainter":
         """Load the models of ``export_dir``.
 
-        ``backend``: ``auto`` picks TensorRT when engines for ``precision`` and a GPU are present,
-        else ONNX Runtime with CUDA when this onnxruntime build has it, else ONNX Runtime on the CPU.
+        ``backend``: ``auto`` picks TensorRT when the export directory records engines for
+        ``precision`` and they fit this GPU and TensorRT version; when they do not (or TensorRT,
+        pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
+        onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
         ``threads`` sets ONNX Runtime's intra-op threads (an integer >= 1, or None for its default).
         ``device`` is the GPU index (>= 0). ``strategy`` and ``max_side``: see :mod:`ec_runtime.strategies`;
@@ -188,11 +224,16 @@ class Inpainter:
         if backend == "tensorrt" and not have_engines:
             missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
             raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
-                                     f"build them on this machine with `ec-export CHECKPOINT... -o {export.root} --engine`, "
+                                     f"build them on this machine with `ec-export engine {export.root}/*.onnx` "
+                                     "(no torch needed) or `ec-export CHECKPOINT... -o DIR --engine`, "
                                      "or use --backend onnxruntime")
-        if backend == "tensorrt" or (backend == "auto" and have_engines and _trt_usable() and _gpu_present(device)):
+        stages = None
+        if backend == "tensorrt":
             stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
-        else:
+        elif backend == "auto" and have_engines:
+            stages = _try_tensorrt(export, engines, device, cuda_graph)
+            chosen = "tensorrt"
+        if stages is None:
             if providers is None and backend == "auto":
                 import onnxruntime as ort
 
