@@ -30,7 +30,7 @@ count=4; [ "$quick" = 1 ] && count=2
 $bin/python scripts/demo_samples.py make "$out/samples" --count $count --size 512
 
 echo "== 3/4 inpaint with ec-inpaint (ONNX Runtime, CPU) and build the montage"
-$bin/ec-inpaint "$out/samples/photos" --mask "$out/samples/masks" -o "$out/inpainted" --model "$out/export" --save-edges
+$bin/ec-inpaint "$out/samples/photos" --mask "$out/samples/masks" -o "$out/inpainted" --model "$out/export" --save-edges --overwrite
 $bin/python scripts/demo_samples.py montage "$out/samples" "$out/inpainted" "$out/montage.png"
 
 echo "== 4/4 a short ec-bench summary"

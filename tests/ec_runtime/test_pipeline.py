@@ -103,8 +103,10 @@ def test_bad_inputs_are_clear_errors(painter):
         painter.inpaint(img, mask[:32, :32])
     with pytest.raises(InputError, match="at least 16 pixels"):
         painter.inpaint(img[:15, :40], mask[:15, :40])
-    with pytest.raises(InputError, match="H x W mask"):
-        painter.inpaint(img, np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="H x W .*mask"):
+        painter.inpaint(img, np.zeros((64, 64, 5), np.uint8))
+    # color masks follow the same rule as mask files (brightest channel above half scale)
+    assert np.array_equal(painter.inpaint(img, np.dstack([mask * 255] * 3)), painter.inpaint(img, mask))
 
 
 def test_gray_rgba_and_16bit_arrays_are_converted(painter):
