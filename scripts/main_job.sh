@@ -31,7 +31,7 @@ count=4; [ "$quick" = 1 ] && count=2
 $bin/python scripts/demo_samples.py make "$out/samples" --count $count --size 512
 
 echo "== 3/5 inpaint with ec-inpaint (ONNX Runtime, CPU) and build the montage"
-$bin/ec-inpaint "$out/samples/photos" --mask "$out/samples/masks" -o "$out/inpainted" --model "$out/export" --save-edges
+$bin/ec-inpaint "$out/samples/photos" --mask "$out/samples/masks" -o "$out/inpainted" --model "$out/export" --save-edges --overwrite
 $bin/python scripts/demo_samples.py montage "$out/samples" "$out/inpainted" "$out/montage.png"
 
 echo "== 4/5 a short ec-bench summary"
@@ -63,7 +63,7 @@ done
 grep '^ready:' "$out/serve.log" || { echo "ec-serve did not become ready"; cat "$out/serve.log"; exit 1; }
 photo=$(ls "$out/samples/photos" | head -n 1)
 $bin/ec-inpaint "$out/samples/photos/$photo" --mask "$out/samples/masks" -o "$out/served/$photo" \
-    --server "http://127.0.0.1:$http"
+    --server "http://127.0.0.1:$http" --overwrite
 if cmp -s "$out/served/$photo" "$out/inpainted/${photo%.*}.png"; then
     echo "served/$photo is identical to the in-process result"
 else
