@@ -75,6 +75,7 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     \b
     ec-inpaint photo.jpg --mask hole.png -o filled.png
     ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
+    ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
     """
     from ec_runtime.errors import EcRuntimeError
     from ec_runtime.jobs import check_output_dir, plan_jobs
