@@ -88,11 +88,11 @@ class Runner:
         self.deactivate()
 
 
-def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) -> list:
+def resolve_providers(providers: Sequence[str] | str | None, device: int = 0, warn: bool = True) -> list:
     """Map ``None`` / ``"cpu"`` / ``"cuda"`` / ``"tensorrt"`` / full provider names to ORT provider entries.
 
-    Providers that this onnxruntime build lacks are dropped with a warning; the CPU provider is
-    always last, so a session can always be created.
+    Providers that this onnxruntime build lacks are dropped (with a warning unless ``warn`` is
+    false); the CPU provider is always last, so a session can always be created.
     """
     import onnxruntime as ort
 
@@ -105,6 +105,8 @@ def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) ->
     for p in providers:
         name = PROVIDER_ALIASES.get(str(p).lower(), p) if isinstance(p, str) else p[0]
         if name not in available:
+            if not warn:
+                continue
             warnings.warn(f"ONNX Runtime provider {name} is not available in this build "
                           f"(have {sorted(available)}); install onnxruntime-gpu (`pip install ec-deploy[gpu]`) "
                           "for CUDA/TensorRT. Falling back.", RuntimeWarning, stacklevel=3)
@@ -115,6 +117,12 @@ def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) ->
             resolved.append(name)
     resolved.append("CPUExecutionProvider")
     return resolved
+
+
+def primary_provider(providers: Sequence[str] | str | None, device: int = 0) -> str:
+    """The provider a session created with ``providers`` runs on first (``"CPUExecutionProvider"``, ...)."""
+    first = resolve_providers(providers, device, warn=False)[0]
+    return first if isinstance(first, str) else first[0]
 
 
 class OrtRunner(Runner):
