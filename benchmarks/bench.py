@@ -8,7 +8,6 @@ the host, eager fp32 generators, the same compositing (:class:`ec_train.inferenc
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -89,12 +88,12 @@ def load_torch_pair(export_info: dict):
     """The eager generators of an export's source checkpoint(s), or raise with the reason."""
     from ec_export.sources import load_generator_pair
 
-    paths = [c["path"] for c in export_info.get("source", {}).get("checkpoints", [])]
-    missing = [p for p in paths if not Path(p).exists()]
-    if not paths or missing:
-        raise FileNotFoundError("the export's source checkpoint is not available"
-                                + (f" ({', '.join(missing)})" if missing else ""))
-    edge, inpaint, _ = load_generator_pair(paths)
+    from benchmarks.exports import baseline_problem
+
+    problem = baseline_problem(export_info)
+    if problem:
+        raise FileNotFoundError(problem)
+    edge, inpaint, _ = load_generator_pair([c["path"] for c in export_info["source"]["checkpoints"]])
     return edge, inpaint
 
 
@@ -149,6 +148,10 @@ def run_group(cfg: BenchConfig, export_info: dict, size: int, batch: int,
     stage_times: dict = defaultdict(lambda: defaultdict(list))
     skipped: list[dict] = []
     cases, closers = _build_cases(cfg, export_info, images, masks, stage_times, skipped)
+    if not cases:
+        for close in closers:
+            close()
+        return [], skipped
     try:
         outputs = {key: fn() for key, fn in cases.items()}  # accuracy pass (also a warm-up)
         for times in stage_times.values():
@@ -205,7 +208,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     """All groups of ``cfg``; returns the JSON-ready result (without environment and command)."""
     from tqdm.auto import tqdm
 
-    export_info = json.loads((Path(cfg.export_dir) / "export.json").read_text())
+    from benchmarks.exports import open_export
+
+    export_info = open_export(cfg.export_dir)
     groups = [(s, b) for s in cfg.sizes for b in cfg.batches]
     rows, skipped = [], []
     with tqdm(total=len(groups) * cfg.iters, desc="ec-bench", unit="round", disable=not progress) as bar:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,11 +23,10 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    """Write ``result`` as strict JSON (ValueError on NaN or infinity: use None)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")  # strict JSON (DESIGN §8)
-    return path
+    """Strict JSON (an infinite PSNR, i.e. identical outputs, is written as ``null``), atomically."""
+    from ec_train.files import strict_json, write_atomic
+
+    return write_atomic(path, strict_json(result, indent=2) + "\n", "--json")
 
 
 def _psnr_cell(row: dict) -> str:
@@ -76,9 +74,9 @@ def write_markdown(result: dict, path: str | Path) -> Path:
     ]
     if result.get("skipped"):
         parts += ["Skipped:", ""] + [f"- {s['backend']} {s['precision']}: {s['reason']}" for s in result["skipped"]] + [""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
-    return path
+    from ec_train.files import write_atomic
+
+    return write_atomic(path, "\n".join(parts), "--markdown")
 
 
 def write_plot(result: dict, path: str | Path) -> Path | None:
@@ -107,8 +105,11 @@ def write_plot(result: dict, path: str | Path) -> Path | None:
     ax.set_title("ec-bench: latency by backend and precision")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    import io
+
+    from ec_train.files import write_atomic
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue(), "--plot")

@@ -56,7 +56,8 @@ def main():
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="export", show_default=True, type=click.Path(), help="export directory")
 @click.option("--fp16", is_flag=True, help="also write FP16 variants (*.fp16.onnx)")
-@click.option("--int8", is_flag=True, help="also write INT8 Q/DQ variants (*.int8.onnx)")
+@click.option("--int8", is_flag=True, help="also write INT8 variants: *.int8.onnx (TensorRT, S8S8 Q/DQ) and "
+              "*.int8_cpu.onnx (ONNX Runtime on CPUs, U8S8)")
 @click.option("--calib", type=click.Path(), default=None, help="images for INT8 calibration (default: bundled photos)")
 @click.option("--calib-method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy",
               show_default=True)
@@ -93,7 +94,7 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
         raise click.ClickException(str(exc)) from None
     files = [name for per in info["models"].values() for name in per.values()]
     click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
-    for precision in ("fp16", "int8"):
+    for precision in ("fp16", "int8", "int8_cpu"):
         acc = info["accuracy"].get(precision)
         if acc:
             click.echo(f"  {precision} vs fp32: PSNR {acc['psnr_db']:.1f} dB, max abs diff {acc['max_abs_diff']:.2e}")

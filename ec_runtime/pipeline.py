@@ -17,6 +17,7 @@ An Inpainter holds no per-call state: several threads may call one instance conc
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 import warnings
@@ -25,11 +26,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError, NoHoleWarning
 from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
-from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
+from ec_runtime.imageio import MIN_SIDE, check_pair, empty_mask_note, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
-from ec_runtime.runners import OrtRunner
+from ec_runtime.runners import OrtRunner, primary_provider
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
@@ -52,7 +53,8 @@ class OrtStages:
     """canny, edge and inpaint models as three ONNX Runtime sessions."""
 
     def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
-        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        self.variant = export.model_variant(precision, primary_provider(providers, device))
+        self.runners = {k: OrtRunner(export.model_path(k, self.variant), providers, threads, device) for k in KINDS}
         for r in self.runners.values():
             r.activate()
         self.providers = self.runners["edge"].session.get_providers()
@@ -158,6 +160,24 @@ def _trt_usable() -> bool:
     return has_trt and importlib.util.find_spec("pycuda") is not None
 
 
+def check_int(name: str, value, minimum: int, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (bools and non-integral numbers refused), or InputError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_options(edge_merge: str, strategy: str, max_side, margin) -> tuple[int, int]:
+    if edge_merge not in EDGE_MERGES:
+        raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
+    strategies.check_strategy(strategy)
+    return check_int("max_side", max_side, MIN_SIDE), check_int("margin", margin, 0)
+
+
 def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
     """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
     from ec_runtime.errors import EcRuntimeError
@@ -175,21 +195,24 @@ def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda
 
 
 class Inpainter:
-    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`."""
+    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`.
+
+    ``max_side`` (an integer >= 16, as ``ec-inpaint --max-side``) is the long side above which the
+    ``resize`` and ``crop`` strategies work at reduced size; ``margin`` (>= 0) is the context the
+    ``crop`` strategy keeps around each hole. Invalid values raise :class:`InputError`.
+    """
 
     def __init__(self, stages, *, backend: str, precision: str, edge_merge: str = "training",
                  strategy: str = strategies.DEFAULT_STRATEGY, max_side: int = strategies.DEFAULT_MAX_SIDE,
                  margin: int = strategies.DEFAULT_MARGIN) -> None:
-        if edge_merge not in EDGE_MERGES:
-            raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
-        strategies.check_strategy(strategy)
+        max_side, margin = _check_options(edge_merge, strategy, max_side, margin)
         self.stages = stages
         self.backend = backend
         self.precision = precision
         self.edge_merge = edge_merge
         self.strategy = strategy
-        self.max_side = int(max_side)
-        self.margin = int(margin)
+        self.max_side = max_side
+        self.margin = margin
 
     @classmethod
     def from_dir(cls, export_dir: str | os.PathLike, backend: str = "auto", precision: str = "fp32",
@@ -203,8 +226,15 @@ class Inpainter:
         pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
         onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
-        ``threads`` sets ONNX Runtime's intra-op threads.
+        ``threads`` sets ONNX Runtime's intra-op threads (an integer >= 1, or None for its default).
+        ``device`` is the GPU index (>= 0). ``strategy`` and ``max_side``: see :mod:`ec_runtime.strategies`;
+        ``max_side`` must be an integer >= 16, as for ``ec-inpaint --max-side``. Every option is
+        checked before any model loads; a bad one raises :class:`InputError`.
+        Export directory problems raise :class:`ModelNotFoundError` or :class:`InvalidExportError`.
         """
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
+        threads = check_int("threads", threads, 1, allow_none=True)
+        device = check_int("device", device, 0)
         if backend not in BACKENDS:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if precision not in PRECISIONS:
@@ -249,9 +279,15 @@ class Inpainter:
         """
         from ec_runtime.remote import TritonStages
 
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
         stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
         return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
+
+    @property
+    def model_variant(self) -> str:
+        """Which files run: the precision, or ``int8_cpu`` (U8S8) for int8 on ONNX Runtime's CPU provider."""
+        return getattr(self.stages, "variant", self.precision)
 
     @property
     def providers(self) -> list[str]:
@@ -300,23 +336,33 @@ class Inpainter:
     # --- the public uint8 API -------------------------------------------------------------------
     def _prepare(self, image, mask, source: str) -> tuple[np.ndarray, np.ndarray]:
         image = to_rgb_uint8(image, source)
-        mask = hole_mask(mask, source)
-        check_pair(image, mask, source)
-        return image, mask
+        holes = hole_mask(mask, source)
+        check_pair(image, holes, source)
+        if not holes.any():
+            warnings.warn(empty_mask_note(mask, source) + "; the image is returned unchanged", NoHoleWarning,
+                          stacklevel=3)
+        return image, holes
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
                 strategy: str | None = None):
         """Fill the holes of one image.
 
-        ``image``: uint8 RGB (H, W, 3) (gray, RGBA and 16-bit arrays are converted); ``mask``: (H, W),
-        nonzero = hole. Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where
-        ``edges`` is the float (H, W) edge map fed to the inpaint model. An empty mask returns a copy
-        of the image without running any model. ``strategy`` overrides the instance's strategy.
+        ``image``: uint8 RGB (H, W, 3); gray, RGBA, uint16, bool, other integer arrays in 0..255 and
+        float arrays in [0, 1] are converted. Float images must be finite and within [0, 1]: NaN,
+        infinity and 0..255 float data raise :class:`InputError` (nothing is clipped silently).
+        ``mask``: (H, W) (or H x W x 1..4), read by the one mask rule of
+        :func:`ec_runtime.imageio.hole_mask`: above half of full scale is a hole (> 127 for uint8,
+        > 0.5 for float, True for bool), and an integer 0/1 mask counts every nonzero pixel.
+        Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where ``edges`` is the
+        float (H, W) edge map fed to the inpaint model. A mask with no hole returns a copy of the
+        image without running any model and warns (:class:`~ec_runtime.errors.NoHoleWarning`).
+        ``strategy`` overrides the instance's strategy.
         """
+        name = strategy or self.strategy
+        strategies.check_strategy(name)
         image, mask = self._prepare(image, mask, "image")
         if not mask.any():
             return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
-        name = strategy or self.strategy
         painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
                                           max_side=self.max_side, margin=self.margin)
         return (painted, edges) if return_edges else painted
@@ -333,6 +379,7 @@ class Inpainter:
         if len(masks) != len(images):
             raise InputError(f"got {len(images)} images but {len(masks)} masks")
         name = strategy or self.strategy
+        strategies.check_strategy(name)
         pairs = [self._prepare(im, m, f"image {i}") for i, (im, m) in enumerate(zip(images, masks))]
         results: list = [None] * len(pairs)
         groups: dict[tuple, list[int]] = {}

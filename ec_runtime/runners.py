@@ -106,13 +106,14 @@ def provider_defaults(name: str, device: int) -> dict:
     return options
 
 
-def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) -> list:
+def resolve_providers(providers: Sequence[str] | str | None, device: int = 0, warn: bool = True) -> list:
     """Map ``None`` / ``"cpu"`` / ``"cuda"`` / ``"tensorrt"`` / full provider names, or ``(name, {options})``
     pairs, to ONNX Runtime provider entries.
 
     Options given with a provider are merged over :func:`provider_defaults` (``device_id``, and
-    ``use_tf32=0`` for CUDA). Providers that this onnxruntime build lacks are dropped with a
-    warning; the CPU provider is always last, so a session can always be created.
+    ``use_tf32=0`` for CUDA). Providers that this onnxruntime build lacks are dropped (with a
+    warning unless ``warn`` is false); the CPU provider is always last, so a session can always
+    be created.
     """
     import onnxruntime as ort
 
@@ -128,6 +129,8 @@ def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) ->
         raw, options = (p, {}) if isinstance(p, str) else (p[0], dict(p[1] or {}))
         name = PROVIDER_ALIASES.get(str(raw).lower(), raw)
         if name not in available:
+            if not warn:
+                continue
             warnings.warn(f"ONNX Runtime provider {name} is not available in this build "
                           f"(have {sorted(available)}); install onnxruntime-gpu (`pip install ec-deploy[gpu]`) "
                           "for CUDA/TensorRT. Falling back.", RuntimeWarning, stacklevel=3)
@@ -140,6 +143,12 @@ def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) ->
             resolved.append((name, options) if options else name)
     resolved.append(cpu)
     return resolved
+
+
+def primary_provider(providers: Sequence[str] | str | None, device: int = 0) -> str:
+    """The provider a session created with ``providers`` runs on first (``"CPUExecutionProvider"``, ...)."""
+    first = resolve_providers(providers, device, warn=False)[0]
+    return first if isinstance(first, str) else first[0]
 
 
 class OrtRunner(Runner):

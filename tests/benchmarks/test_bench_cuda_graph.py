@@ -30,7 +30,7 @@ def test_cuda_graph_reaches_only_the_tensorrt_inpainter(monkeypatch, cuda_graph)
     assert by_backend["onnxruntime"].get("cuda_graph", False) is False
 
 
-def test_cuda_graph_option_is_documented_and_recorded(monkeypatch, tmp_path):
+def test_cuda_graph_option_is_documented_and_recorded(monkeypatch, tiny_export):
     assert "--cuda-graph" in CliRunner().invoke(main, ["--help"]).output
     seen = {}
 
@@ -39,6 +39,6 @@ def test_cuda_graph_option_is_documented_and_recorded(monkeypatch, tmp_path):
         return {"rows": [], "skipped": [{"backend": "tensorrt", "precision": "fp32", "reason": "no GPU"}]}
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
-    result = CliRunner().invoke(main, [str(tmp_path), "--backends", "tensorrt", "--cuda-graph", "-q"])
+    result = CliRunner().invoke(main, [str(tiny_export), "--backends", "tensorrt", "--cuda-graph", "-q"])
     assert seen["cfg"].cuda_graph is True
     assert result.exit_code != 0 and "tensorrt fp32: no GPU" in result.output
