@@ -198,7 +198,7 @@ def parse_args(argv):
     parser.add_argument("--only", help="comma-separated checks to run (their prerequisites must be listed too)")
     parser.add_argument("--skip", help="comma-separated checks to leave out")
     parser.add_argument("--timeout", type=int, default=3600,
-                        help="seconds allowed to each subprocess (pytest, ec-export engine, ec-bench)")
+                        help="seconds allowed to the pytest run of the gpu tests (default 3600)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     args = parser.parse_args(argv)
     if args.timeout <= 0:

@@ -282,44 +282,26 @@ def check_torch_canny(ctx: Context) -> dict:
     return {"figures": figures, "failures": failures}
 
 
-def _graph_ops(rt: CudaRuntime):
-    """``(capture(stream, work) -> executable, launch(executable, stream), destroy(executable), name)``.
+def _graph_ops():
+    """``(capture(stream, work) -> executable, launch(executable, stream), destroy(executable), name)``
+    from ``ec_runtime.cuda_graphs``, the module TrtRunner captures its graphs with."""
+    require("ec_runtime.cuda_graphs", "ec_runtime cannot be imported (run from the repository, or pip install -e .)")
+    from ec_runtime import cuda_graphs
+    from ec_runtime.errors import MissingDependencyError
 
-    Uses ``ec_runtime.cuda_graphs`` (what TrtRunner uses) when it is present, else cuda-python directly.
-    """
-    graphs = optional_import("ec_runtime.cuda_graphs")
-    if graphs is not None and hasattr(graphs, "graph_api"):
-        api = graphs.graph_api()
-        return (lambda stream, work: graphs.capture(api, stream, work), api.launch, api.destroy,
-                f"ec_runtime.cuda_graphs ({api.name})")
-    if rt.rt is None:
-        raise Skip("capturing needs cuda-python (pip install cuda-python) until ec_runtime.cuda_graphs is installed")
-    cudart = rt.rt
-
-    def capture(stream, work):
-        rt._call("cudaStreamBeginCapture", stream, cudart.cudaStreamCaptureMode(1))  # thread-local
-        try:
-            work()
-        except BaseException:
-            graph = rt.rt.cudaStreamEndCapture(stream)[1]
-            if graph is not None:
-                cudart.cudaGraphDestroy(graph)
-            raise
-        graph = rt._call("cudaStreamEndCapture", stream)
-        try:
-            return rt._call("cudaGraphInstantiateWithFlags", graph, 0)
-        finally:
-            cudart.cudaGraphDestroy(graph)
-
-    return (capture, lambda exe, stream: rt._call("cudaGraphLaunch", exe, stream),
-            lambda exe: cudart.cudaGraphExecDestroy(exe), "cuda-python (cuda.bindings.runtime)")
+    try:
+        api = cuda_graphs.graph_api()
+    except MissingDependencyError as exc:
+        raise Skip(str(exc)) from None
+    return (lambda stream, work: cuda_graphs.capture(api, stream, work), api.launch, api.destroy,
+            f"ec_runtime.cuda_graphs ({api.name})")
 
 
 def check_cuda_graph(ctx: Context) -> dict:
     """Capture a memset + device copy on a fresh stream, replay it, and check what the replays wrote."""
     np = require("numpy", "numpy is not installed")
     rt = CudaRuntime()
-    capture, launch, destroy, how = _graph_ops(rt)
+    capture, launch, destroy, how = _graph_ops()
     rt.set_device(0)
     n = 1 << 20
     nbytes = 4 * n

@@ -1,32 +1,37 @@
 """GPU acceptance checks around TensorRT: gpu tests, exports, engines, comparisons, Inpainter, ec-bench.
 
 Part of ``scripts/gpu_check.py``. Engines are built with the torch-free ``ec-export engine`` (what a
-Jetson user runs) and used through public APIs only: ``ExportDir.engine_path``, ``Inpainter.from_dir``
-(``backend``, ``cuda_graph``) and ``ec-bench --cuda-graph``.
+Jetson user runs) with its default profile, and used through public APIs only: ``ExportDir.engine_path``,
+``Inpainter.from_dir`` (``backend``, ``cuda_graph``) and ``ec-bench --cuda-graph``. The commands run in
+this process (as their console scripts would), so a test can run these checks on the GPU test double.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from gpu_check_cuda import Context, Skip, optional_import, require
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every shape the checks send: crops from 32 px, 256² and 512² in ec-bench, batches of 4.
-ENGINE_SHAPES = "1x32x32,1x256x256,4x512x512"
 # Largest |ONNX Runtime - TensorRT| on [0, 1] outputs per precision (the same Q/DQ scales and casts
 # run in both; TensorRT picks other kernels and accumulation orders).
 TOLERANCE = {"fp32": 5e-3, "fp16": 2e-2, "int8": 1e-1}
 # Least PSNR (dB) of the TensorRT Inpainter's uint8 output against ONNX Runtime's, per precision.
 MIN_PSNR = {"fp32": 40.0, "fp16": 35.0, "int8": 25.0}
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
+# ec-bench settings: (sizes, batches, timed iterations, warm-up calls), full and with --quick.
+FULL_BENCH = ("256,512", "1,4", "20", "3")
+QUICK_BENCH = ("256", "1", "5", "3")
 
 
 def _run(cmd: list[str], ctx: Context, what: str) -> subprocess.CompletedProcess:
@@ -138,26 +143,46 @@ def onnx_files(export_dir: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ engines
+def run_cli(command, args: list[str]) -> tuple[bool, str]:
+    """Run a click command in this process (so it sees the same modules), as its console script would.
+
+    Returns (succeeded, what it printed). Its one-line errors come back as text, not exceptions.
+    """
+    import click
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            command.main(args, standalone_mode=False)
+        return True, out.getvalue()
+    except click.ClickException as exc:
+        return False, out.getvalue() + f"Error: {exc.format_message()}"
+    except SystemExit as exc:  # click exits on --help and usage errors
+        return exc.code in (0, None), out.getvalue()
+
+
 def check_engines(ctx: Context) -> dict:
     trt = _require_tensorrt()
+    from ec_export.cli import DEFAULT_SHAPES
+    from ec_export.cli import main as ec_export
     from ec_runtime.exportdir import ExportDir
 
-    figures, details, failures = {"TensorRT": trt.__version__, "profile": ENGINE_SHAPES}, [], []
-    details += ["| export | ONNX | engine MiB | recorded in export.json |", "|---|---|---|---|"]
+    figures = {"TensorRT": trt.__version__, "profile (ec-export engine default)": DEFAULT_SHAPES}
+    details = ["| export | ONNX | engine MiB | recorded in export.json |", "|---|---|---|---|"]
+    failures = []
     for name, export_dir in ctx.state["exports"].items():
         files = onnx_files(export_dir)
         start = time.perf_counter()
-        proc = _run([sys.executable, "-m", "ec_export.cli", "engine", *(str(export_dir / f) for f in files),
-                     "--shapes", ENGINE_SHAPES, "--timing-cache", str(ctx.out / "trt.timing.cache")],
-                    ctx, "ec-export engine")
+        ok, printed = run_cli(ec_export, ["engine", *(str(export_dir / f) for f in files),
+                                          "--timing-cache", str(ctx.out / "trt.timing.cache")])
         figures[f"{name} build s"] = round(time.perf_counter() - start, 1)
-        if proc.returncode != 0:
-            failures.append(f"ec-export engine failed on the {name} export")
-            details += _tail(proc)
+        if not ok:
+            failures.append(f"ec-export engine failed on the {name} export: {printed.strip().splitlines()[-1:]}")
+            details += ["```", *printed.strip().splitlines()[-15:], "```"]
             continue
         export = ExportDir.open(export_dir)
         for f in files:
-            kind, precision = f.split(".")[0], (f.split(".")[1] if f.count(".") == 2 else "fp32")
+            kind, precision = _kind_precision(f)
             engine = export_dir / f.replace(".onnx", ".engine")
             recorded = export.engine_path(kind, precision) is not None
             size = f"{engine.stat().st_size / 2**20:.1f}" if engine.is_file() else "missing"
@@ -165,8 +190,21 @@ def check_engines(ctx: Context) -> dict:
             if not recorded:
                 failures.append(f"{name}/{f}: `ec-export engine` built it but export.json does not record it, "
                                 "so backend='auto' would not use it")
-    ctx.state["engines_built"] = not failures
     return {"figures": figures, "details": details, "failures": failures}
+
+
+def _kind_precision(onnx_name: str) -> tuple[str, str]:
+    """``edge.fp16.onnx`` -> ``("edge", "fp16")``; ``canny.onnx`` -> ``("canny", "fp32")``."""
+    parts = onnx_name.split(".")
+    return parts[0], parts[1] if len(parts) == 3 else "fp32"
+
+
+def precisions_of(export_dir: Path, quick: bool) -> list[str]:
+    """The precisions both generators were exported in (FP32 and FP16 only with --quick)."""
+    from ec_runtime.exportdir import ExportDir
+
+    wanted = ("fp32", "fp16") if quick else ("fp32", "fp16", "int8")
+    return [p for p in ExportDir.open(export_dir).precisions() if p in wanted]
 
 
 # ------------------------------------------------------------------ engine vs ONNX Runtime
@@ -229,7 +267,7 @@ def check_engines_vs_onnxruntime(ctx: Context) -> dict:
             edges = canny.infer({"gray": base["gray"], "mask": base["mask"]})
         all_inputs = dict(base, edges=next(iter(edges.values())))
         for f in onnx_files(export_dir):
-            precision = f.split(".")[1] if f.count(".") == 2 else "fp32"
+            precision = _kind_precision(f)[1]
             onnx_path, engine = export_dir / f, export_dir / f.replace(".onnx", ".engine")
             feed = {k: all_inputs[k] for k in _inputs_of(onnx_path)}
             is_canny = f.startswith("canny")
@@ -273,15 +311,18 @@ def check_inpainter(ctx: Context) -> dict:
     details = ["| export | precision | case | CUDA graph | PSNR vs ORT (dB) | max abs diff | pixels off by >1 | ok |",
                "|---|---|---|---|---|---|---|---|"]
     failures = []
-    precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
     for name, export_dir in ctx.state["exports"].items():
-        for precision in precisions:
+        for precision in precisions_of(export_dir, ctx.quick):
             with Inpainter.from_dir(export_dir, backend="onnxruntime", providers="cpu", precision=precision) as ort:
                 want = {case: fn(ort) for case, fn in cases.items()}
             for graph in (False, True):
-                with Inpainter.from_dir(export_dir, backend="auto", precision=precision, cuda_graph=graph) as trt:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    trt = Inpainter.from_dir(export_dir, backend="auto", precision=precision, cuda_graph=graph)
+                with trt:
                     if trt.backend != "tensorrt":
-                        failures.append(f"{name} {precision}: backend='auto' chose {trt.backend}, not tensorrt")
+                        why = "; ".join(str(w.message) for w in caught) or "no warning given"
+                        failures.append(f"{name} {precision}: backend='auto' chose {trt.backend}, not tensorrt ({why})")
                         continue
                     order = list(cases) + ([next(iter(cases))] if graph else [])  # A, B, C, A: graphs per shape
                     for case in order:
@@ -301,21 +342,23 @@ def check_inpainter(ctx: Context) -> dict:
 def check_bench(ctx: Context) -> dict:
     _require_tensorrt()
     require("pycuda", "pycuda is not installed: ec-bench's TensorRT rows need it (pip install pycuda)")
-    sizes, batches, iters = ("256", "1", "5") if ctx.quick else ("256,512", "1,4", "20")
-    precisions = "fp32,fp16" if ctx.quick else "fp32,fp16,int8"
+    from benchmarks.cli import main as ec_bench
+
+    sizes, batches, iters, warmup = QUICK_BENCH if ctx.quick else FULL_BENCH
     runs, details, failures = {}, [], []
     for name, export_dir in ctx.state["exports"].items():
+        precisions = ",".join(precisions_of(export_dir, ctx.quick))
         for graph in (False, True):
             out = ctx.out / "bench" / f"{name}-graph-{'on' if graph else 'off'}"
-            cmd = [sys.executable, "-m", "benchmarks.cli", str(export_dir),
-                   "--backends", "tensorrt" if graph else "onnxruntime,tensorrt", "--precisions", precisions,
-                   "--sizes", sizes, "--batch", batches, "--iters", iters, "--warmup", "3", "-q",
-                   "--json", str(out / "report.json"), "--markdown", str(out / "report.md"),
-                   "--plot", str(out / "report.png")] + (["--cuda-graph"] if graph else [])
-            proc = _run(cmd, ctx, "ec-bench")
-            if proc.returncode != 0:
-                failures.append(f"ec-bench on {name} (graphs {'on' if graph else 'off'}) exited {proc.returncode}")
-                details += _tail(proc)
+            args = [str(export_dir), "--backends", "tensorrt" if graph else "onnxruntime,tensorrt",
+                    "--precisions", precisions, "--sizes", sizes, "--batch", batches, "--iters", iters,
+                    "--warmup", warmup, "-q", "--json", str(out / "report.json"), "--markdown", str(out / "report.md"),
+                    "--plot", str(out / "report.png")] + (["--cuda-graph"] if graph else [])
+            ok, printed = run_cli(ec_bench, args)
+            if not ok:
+                failures.append(f"ec-bench on {name} (graphs {'on' if graph else 'off'}) failed: "
+                                f"{printed.strip().splitlines()[-1:]}")
+                details += ["```", *printed.strip().splitlines()[-15:], "```"]
                 continue
             report = json.loads((out / "report.json").read_text())
             runs[(name, graph)] = report
@@ -336,8 +379,9 @@ def bench_table(runs: dict) -> list[str]:
             key = (name, r["precision"], r["size"], r["batch"])
             column = "ort" if r["backend"] == "onnxruntime" else ("graph" if graph else "trt")
             cells.setdefault(key, {})[column] = r
+    order = {"fp32": 0, "fp16": 1, "int8": 2}
     lines = []
-    for key in sorted(cells):
+    for key in sorted(cells, key=lambda k: (k[0], order.get(k[1], 3), k[2], k[3])):
         c = cells[key]
 
         def ms(col):

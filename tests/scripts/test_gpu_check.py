@@ -34,6 +34,7 @@ def _reject(constant):
     raise ValueError(f"non-standard JSON constant {constant}")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAS_GPU, reason="on a CUDA machine, run bash scripts/gpu_check.sh itself")
 def test_without_a_gpu_every_check_is_skipped_with_its_reason(tmp_path):
     out = tmp_path / "report"
