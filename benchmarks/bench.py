@@ -8,7 +8,6 @@ the host, eager fp32 generators, the same compositing (:class:`ec_train.inferenc
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ class BenchConfig:
     warmup: int = 1
     iters: int = 6
     threads: int | None = None
+    cuda_graph: bool = False  # TensorRT rows capture and replay a CUDA graph per shape
     seed: int = 0
     ceiling_gflops: float | None = field(default_factory=load_ceiling)
 
@@ -88,27 +88,13 @@ def load_torch_pair(export_info: dict):
     """The eager generators of an export's source checkpoint(s), or raise with the reason."""
     from ec_export.sources import load_generator_pair
 
-    paths = [c["path"] for c in export_info.get("source", {}).get("checkpoints", [])]
-    missing = [p for p in paths if not Path(p).exists()]
-    if not paths or missing:
-        raise FileNotFoundError("the export's source checkpoint is not available"
-                                + (f" ({', '.join(missing)})" if missing else ""))
-    edge, inpaint, _ = load_generator_pair(paths)
+    from benchmarks.exports import baseline_problem
+
+    problem = baseline_problem(export_info)
+    if problem:
+        raise FileNotFoundError(problem)
+    edge, inpaint, _ = load_generator_pair([c["path"] for c in export_info["source"]["checkpoints"]])
     return edge, inpaint
-
-
-class _TimedRunner:
-    """Wraps a runner's ``infer`` to add its time to a stage total."""
-
-    def __init__(self, runner, stage: str, record: Callable[[str, float], None]):
-        self._infer, self._stage, self._record = runner.infer, stage, record
-        runner.infer = self
-
-    def __call__(self, feed):
-        start = time.perf_counter()
-        out = self._infer(feed)
-        self._record(self._stage, time.perf_counter() - start)
-        return out
 
 
 def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times, skipped):
@@ -140,17 +126,17 @@ def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times
             try:
                 from ec_runtime.pipeline import Inpainter
 
+                graph = {"cuda_graph": cfg.cuda_graph} if backend == "tensorrt" else {}
                 inp = Inpainter.from_dir(cfg.export_dir, backend=backend, precision=precision,
-                                         threads=cfg.threads, strategy="original")
+                                         threads=cfg.threads, strategy="original", **graph)
             except Exception as exc:
                 skipped.append({"backend": backend, "precision": precision, "reason": str(exc).splitlines()[0]})
                 continue
             closers.append(inp.close)
             rec = stage_times[(backend, precision)]
-            runners = getattr(inp.stages, "runners", {})
-            if isinstance(runners, dict):
-                for stage, runner in runners.items():
-                    _TimedRunner(runner, stage, lambda s, t, rec=rec: rec[s].append(t))
+            # ONNX Runtime times each session (and, on CUDA, the copies); TensorRT times H2D, each
+            # engine and D2H with CUDA events, as trtexec reports them
+            inp.stages.timer = lambda s, t, rec=rec: rec[s].append(t)
             cases[(backend, precision)] = (lambda inp=inp: np.stack(inp.inpaint_batch(list(images), list(masks))))
     return cases, closers
 
@@ -162,6 +148,10 @@ def run_group(cfg: BenchConfig, export_info: dict, size: int, batch: int,
     stage_times: dict = defaultdict(lambda: defaultdict(list))
     skipped: list[dict] = []
     cases, closers = _build_cases(cfg, export_info, images, masks, stage_times, skipped)
+    if not cases:
+        for close in closers:
+            close()
+        return [], skipped
     try:
         outputs = {key: fn() for key, fn in cases.items()}  # accuracy pass (also a warm-up)
         for times in stage_times.values():
@@ -206,7 +196,8 @@ def run_group(cfg: BenchConfig, export_info: dict, size: int, batch: int,
         if baseline is not None:
             diff = np.abs(outputs[key].astype(np.float64) - baseline.astype(np.float64)) / 255.0
             mse = float(np.mean(diff ** 2))
-            row["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+            # an exact match has no finite PSNR: null in the JSON, "exact" in the Markdown
+            row["psnr_db"] = None if mse == 0 else float(10 * np.log10(1.0 / mse))
             row["max_abs_diff"] = float(diff.max())
         rows.append(row)
     rows.sort(key=lambda r: (BACKENDS.index(r["backend"]), PRECISIONS.index(r["precision"])))
@@ -217,7 +208,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     """All groups of ``cfg``; returns the JSON-ready result (without environment and command)."""
     from tqdm.auto import tqdm
 
-    export_info = json.loads((Path(cfg.export_dir) / "export.json").read_text())
+    from benchmarks.exports import open_export
+
+    export_info = open_export(cfg.export_dir)
     groups = [(s, b) for s in cfg.sizes for b in cfg.batches]
     rows, skipped = [], []
     with tqdm(total=len(groups) * cfg.iters, desc="ec-bench", unit="round", disable=not progress) as bar:
@@ -235,7 +228,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
                                  f"{arch['base_channels']} base channels), Canny sigma {export_info['settings']['canny']['sigma']}",
                   "source": export_info.get("source", {}).get("checkpoints", [])},
         "settings": {"backends": list(cfg.backends), "precisions": list(cfg.precisions), "sizes": list(cfg.sizes),
-                     "batches": list(cfg.batches), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads},
+                     "batches": list(cfg.batches), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads,
+                     "cuda_graph": cfg.cuda_graph},
         "ceiling_gflops_per_s": cfg.ceiling_gflops,
         "rows": rows,
         "skipped": skipped,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,18 +23,25 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def write_json(result: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
-    return path
+    """Strict JSON (an infinite PSNR, i.e. identical outputs, is written as ``null``), atomically."""
+    from ec_train.files import strict_json, write_atomic
+
+    return write_atomic(path, strict_json(result, indent=2) + "\n", "--json")
+
+
+def _psnr_cell(row: dict) -> str:
+    """The PSNR column: "exact" for a bit-identical result (its PSNR is null in the JSON)."""
+    if row.get("psnr_db") is None and row.get("max_abs_diff") == 0:
+        return "exact"
+    return _fmt(row.get("psnr_db"))
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The headline table: one line per backend/precision/size/batch."""
     lines = [
         "| backend | precision | size | batch | mean ms | p50 | p90 | p99 | min | img/s | speed-up vs torch "
-        "| canny ms | edge ms | inpaint ms | PSNR dB | peak RSS MB | efficiency |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| H2D ms | canny ms | edge ms | inpaint ms | D2H ms | PSNR dB | peak RSS MB | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lat, st = r["latency"], r["stages_ms"]
@@ -43,8 +49,9 @@ def markdown_table(rows: list[dict]) -> str:
             r["backend"], r["precision"], f"{r['size']}²", str(r["batch"]),
             _fmt(lat["mean_ms"]), _fmt(lat["p50_ms"]), _fmt(lat["p90_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["min_ms"]),
             _fmt(r["throughput_img_s"], 2), _fmt(r["speedup_vs_torch"], 2) + "×",
-            _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
-            _fmt(r["psnr_db"]), _fmt(r["peak_rss_mb"], 0),
+            _fmt(st.get("h2d")), _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
+            _fmt(st.get("d2h")),
+            _psnr_cell(r), _fmt(r["peak_rss_mb"], 0),
             (_fmt(100 * r["efficiency"], 0) + "%") if r["efficiency"] is not None else "-",
         ]) + " |")
     return "\n".join(lines)
@@ -60,14 +67,16 @@ def write_markdown(result: dict, path: str | Path) -> Path:
         f"- ceiling: {_fmt(result.get('ceiling_gflops_per_s'))} GFLOP/s (one large fp32 conv, `python -m benchmarks.ceiling`)",
         "", "Latency is per call (one batch), end to end, from uint8 images in to uint8 images out. Speed-ups "
         "are against the `torch` baseline (skimage Canny on the host, eager fp32 generators) measured "
-        "in the same run, interleaved. PSNR is of the final image against that baseline.", "",
+        "in the same run, interleaved. PSNR is of the final image against that baseline. Stage columns: "
+        "H2D / D2H are the host-device copies (GPU rows: CUDA events for TensorRT, synchronous ONNX Runtime "
+        "calls for CUDA), the model columns the time in each model; the rest of a call is host work.", "",
         markdown_table(result["rows"]), "",
     ]
     if result.get("skipped"):
         parts += ["Skipped:", ""] + [f"- {s['backend']} {s['precision']}: {s['reason']}" for s in result["skipped"]] + [""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
-    return path
+    from ec_train.files import write_atomic
+
+    return write_atomic(path, "\n".join(parts), "--markdown")
 
 
 def write_plot(result: dict, path: str | Path) -> Path | None:
@@ -96,8 +105,11 @@ def write_plot(result: dict, path: str | Path) -> Path | None:
     ax.set_title("ec-bench: latency by backend and precision")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    import io
+
+    from ec_train.files import write_atomic
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue(), "--plot")

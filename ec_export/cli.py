@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import click
 
-SHAPES_HELP = "optimization profile MIN,OPT,MAX as NxHxW, e.g. 1x256x256,1x512x512,4x1024x1024"
-DEFAULT_SHAPES = "1x256x256,1x512x512,1x1024x1024"
+SHAPES_HELP = ("optimization profile MIN,OPT,MAX as NxHxW; the default covers what ec-inpaint sends with "
+               "its defaults (16 px crops up to max-side 512, batches of 4)")
+DEFAULT_SHAPES = "1x16x16,1x512x512,4x512x512"
+TF32_HELP = "let TensorRT use TF32 kernels for FP32 layers (faster on Ampere and newer, can flip Canny edge pixels)"
 
 
 class _DefaultToExport(click.Group):
@@ -46,6 +48,7 @@ def main():
     \b
     ec-export [OPTIONS] CHECKPOINT...     export (see `ec-export export --help`)
     ec-export engine ONNX... --shapes S   build TensorRT engines (no torch needed)
+    ec-export triton EXPORT_DIR -o REPO   write a Triton model repository (no torch needed)
     """
 
 
@@ -53,7 +56,8 @@ def main():
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="export", show_default=True, type=click.Path(), help="export directory")
 @click.option("--fp16", is_flag=True, help="also write FP16 variants (*.fp16.onnx)")
-@click.option("--int8", is_flag=True, help="also write INT8 Q/DQ variants (*.int8.onnx)")
+@click.option("--int8", is_flag=True, help="also write INT8 variants: *.int8.onnx (TensorRT, S8S8 Q/DQ) and "
+              "*.int8_cpu.onnx (ONNX Runtime on CPUs, U8S8)")
 @click.option("--calib", type=click.Path(), default=None, help="images for INT8 calibration (default: bundled photos)")
 @click.option("--calib-method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy",
               show_default=True)
@@ -68,16 +72,17 @@ def main():
 @click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
 @click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
 @click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("--tf32", is_flag=True, help=TF32_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
 def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size, opset, fused, sigma, canny_iterations,
                build_engines,
-               shapes, workspace, timing_cache, version_compatible, quiet):
+               shapes, workspace, timing_cache, version_compatible, tf32, quiet):
     """Export CHECKPOINT(s): one training checkpoint, the official EdgeModel_gen.pth +
     InpaintingModel_gen.pth pair, or a directory holding them."""
     engine = None
     if build_engines:
         engine = {"shapes": _shapes(shapes), "workspace_mb": workspace, "timing_cache": timing_cache,
-                  "version_compatible": version_compatible}
+                  "version_compatible": version_compatible, "tf32": tf32}
     try:
         from ec_export.exporter import export_checkpoints
 
@@ -89,7 +94,7 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
         raise click.ClickException(str(exc)) from None
     files = [name for per in info["models"].values() for name in per.values()]
     click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
-    for precision in ("fp16", "int8"):
+    for precision in ("fp16", "int8", "int8_cpu"):
         acc = info["accuracy"].get(precision)
         if acc:
             click.echo(f"  {precision} vs fp32: PSNR {acc['psnr_db']:.1f} dB, max abs diff {acc['max_abs_diff']:.2e}")
@@ -103,23 +108,79 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
 @click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
 @click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
 @click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
+@click.option("--tf32", is_flag=True, help=TF32_HELP)
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="directory for the engines (default: next to each ONNX file)")
-def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, output):
-    """Build strongly typed TensorRT engines (X.engine + X.engine.json) from ONNX files. No torch needed."""
+def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, tf32, output):
+    """Build strongly typed TensorRT engines (X.engine + X.engine.json) from ONNX files. No torch needed.
+
+    When an ONNX file belongs to an export directory, its engine is recorded in that directory's
+    export.json, so `ec-inpaint --model DIR` and Inpainter.from_dir use it. Build on the machine
+    that will run the engines (a Jetson builds its own).
+    """
     from pathlib import Path
 
     profile = _shapes(shapes)
     try:
-        from ec_export.engine import build_engine
+        from ec_export.engine import build_engine, record_engine
 
         for onnx_file in onnx_files:
             target = Path(output) / Path(onnx_file).with_suffix(".engine").name if output else None
             path = build_engine(onnx_file, target, shapes=profile, workspace_mb=workspace,
-                                timing_cache=timing_cache, version_compatible=version_compatible)
-            click.echo(f"built {path} (+ {path.name}.json)")
+                                timing_cache=timing_cache, version_compatible=version_compatible, tf32=tf32)
+            manifest = record_engine(onnx_file, path)
+            click.echo(f"built {path} (+ {path.name}.json)" + (f", recorded in {manifest}" if manifest else ""))
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command("triton")
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", default="triton-repo", show_default=True, type=click.Path(),
+              help="model repository to write (replaced only if empty or written by ec-export triton)")
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "python"]), default="onnxruntime",
+              show_default=True, help="Triton backend of the canny/edge/inpaint models")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="which ONNX files (or engines) of the export to serve; Canny is always fp32")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="max_batch_size; requests are merged by Triton's dynamic batcher up to this")
+@click.option("--queue-delay-us", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="how long the dynamic batcher waits to fill a batch")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="model instances per stage (per GPU with --kind gpu)")
+@click.option("--kind", type=click.Choice(["cpu", "gpu"]), default=None,
+              help="instance_group kind [default: gpu for tensorrt, else cpu]")
+@click.option("--ort-trt-accelerator", is_flag=True,
+              help="onnxruntime on GPU: let ONNX Runtime's TensorRT accelerator run the graphs in FP16")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="python backend: ONNX Runtime intra-op threads per instance (0: one per core)")
+def triton_cmd(export_dir, output, backend, precision, max_batch, queue_delay_us, instances, kind,
+               ort_trt_accelerator, threads):
+    """Write a Triton Inference Server model repository from EXPORT_DIR. No torch needed.
+
+    \b
+    The repository holds canny, edge and inpaint models plus the `edgeconnect` ensemble
+    (image, gray, mask -> image_out, edges, edges_out, edges_raw) and `edgeconnect_official`.
+    Backends: onnxruntime (CPU or GPU), tensorrt (plans from the export's engines, built with
+    the TensorRT version of your Triton release), python (ec_runtime's OrtRunner; runs on a
+    CPU-only Triton such as the one ec-serve starts).
+
+    \b
+    ec-export triton export -o repo --backend python && ec-serve repo
+    ec-inpaint photo.jpg --mask hole.png -o out.png --server http://127.0.0.1:8000
+    """
+    from ec_export.errors import ExportError
+    from ec_export.triton import RepoOptions, write_repository
+
+    opts = RepoOptions(backend=backend, precision=precision, max_batch=max_batch, instances=instances, kind=kind,
+                       queue_delay_us=queue_delay_us, ort_trt_accelerator=ort_trt_accelerator, threads=threads)
+    try:
+        info = write_repository(export_dir, output, opts)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote Triton repository {output} ({backend}, {precision}, {info['kind']}): "
+               f"{', '.join(info['models'])}")
+    click.echo(f"  serve it: ec-serve {output}")
 
 
 if __name__ == "__main__":

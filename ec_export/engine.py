@@ -25,7 +25,10 @@ from ec_runtime.tensorrt_support import EngineSidecar, current_gpu, import_tenso
 
 Shape = tuple[int, int, int]  # N, H, W
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_SHAPES: tuple[Shape, Shape, Shape] = ((1, 256, 256), (1, 512, 512), (1, 1024, 1024))
+# What the runtime sends with its defaults: images and crop boxes from 16 px (the input minimum;
+# crops are grown to 32 px), long sides up to max_side 512 after padding to x4, and batches of up
+# to 4 (inpaint_batch and ec-bench split larger batches to the profile's maximum N).
+DEFAULT_SHAPES: tuple[Shape, Shape, Shape] = ((1, 16, 16), (1, 512, 512), (4, 512, 512))
 DEFAULT_WORKSPACE_MB = 2048
 
 
@@ -140,13 +143,16 @@ class _Logger:
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
                  shapes: Sequence[Shape] = DEFAULT_SHAPES, workspace_mb: int = DEFAULT_WORKSPACE_MB,
                  timing_cache: str | Path | None = None, version_compatible: bool = False,
-                 precision: str | None = None, trt_module=None) -> Path:
+                 precision: str | None = None, trt_module=None, tf32: bool = False) -> Path:
     """Parse ``onnx_path``, build a strongly typed engine and write it with its sidecar.
 
     ``shapes`` is (min, opt, max) as (N, H, W); every network input gets ``(N, C, H, W)``.
     ``engine_path`` defaults to the ONNX path with ``.engine`` (``edge.fp16.onnx`` ->
     ``edge.fp16.engine``). ``precision`` defaults to the one named in the file name.
     ``trt_module`` is an imported TensorRT module (default: :func:`import_tensorrt`).
+    ``tf32``: TensorRT enables TF32 kernels for FP32 layers by default on Ampere and newer (Orin,
+    H100), which can flip Canny's thresholded edge pixels; the flag is cleared unless this is
+    True, and the sidecar records the choice.
     Returns the engine path. Raises :class:`ExportError` with the parser's messages (and node
     names) when the ONNX file cannot be parsed, and when the build fails.
     """
@@ -178,6 +184,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    tf32_flag = getattr(trt.BuilderFlag, "TF32", None)
+    if tf32_flag is not None:
+        (config.set_flag if tf32 else config.clear_flag)(tf32_flag)
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -215,6 +224,35 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *
         profile={name: list(s) for name, s in zip(("min", "opt", "max"), shapes)},
         onnx_file=onnx_path.name, onnx_sha256=sha256_file(onnx_path), engine_sha256=sha256_file(engine_path),
         gpu_name=gpu.name if gpu else None, compute_capability=gpu.compute_capability if gpu else None,
-        version_compatible=version_compatible,
+        version_compatible=version_compatible, tf32=bool(tf32 and tf32_flag is not None),
     ).write(engine_path)
     return engine_path
+
+
+def record_engine(onnx_path: str | Path, engine_path: str | Path) -> Path | None:
+    """Enter ``engine_path`` in the ``export.json`` of the export directory holding ``onnx_path``.
+
+    The ONNX file must be listed in that manifest's ``models`` (as ``kind`` at ``precision``);
+    the engine is then recorded under ``engines["<kind>.<precision>"]`` with a path relative to
+    the export directory, so ``Inpainter.from_dir`` finds it. Returns the manifest path, or None
+    when the ONNX file is not part of an export directory. The manifest is replaced atomically.
+    """
+    import json
+
+    onnx_path, engine_path = Path(onnx_path).resolve(), Path(engine_path).resolve()
+    root = onnx_path.parent
+    manifest_path = root / "export.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{manifest_path} is not a readable export manifest: {exc}") from exc
+    for kind, per in (manifest.get("models") or {}).items():
+        for precision, name in per.items():
+            if (root / name).resolve() == onnx_path:
+                rel = Path(os.path.relpath(engine_path, root)).as_posix()
+                manifest.setdefault("engines", {})[f"{kind}.{precision}"] = {"engine": rel, "sidecar": rel + ".json"}
+                _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+                return manifest_path
+    return None

@@ -10,10 +10,7 @@ from checkpoint files (see :mod:`ec_export.sources`).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -21,47 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
+from ec_export.common import (DEFAULT_CANNY, EXPORT_FORMAT, INT8_CPU, KINDS, PRECISIONS, TRACE_SIZE,  # noqa: F401
+                              ExportJob, file_name, quiet)
 from ec_export.errors import ExportError
-
-EXPORT_FORMAT = "ec-deploy/export/v1"
-PRECISIONS = ("fp32", "fp16", "int8")
-KINDS = ("canny", "edge", "inpaint", "pipeline")
-DEFAULT_CANNY = {"sigma": 2.0, "low": 0.1, "high": 0.2, "iterations": None}
-FP16_MIN_PSNR_DB = 45.0
-TRACE_SIZE = 64
-
-
-def file_name(kind: str, precision: str) -> str:
-    """``edge`` + ``fp16`` -> ``edge.fp16.onnx``; fp32 files carry no precision suffix."""
-    return f"{kind}.onnx" if precision == "fp32" else f"{kind}.{precision}.onnx"
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
-
-
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence onnxruntime.quantization's prints and root-logger warnings."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def _check_pair(edge, inpaint) -> dict[str, Any]:
@@ -105,33 +64,6 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-class _Export:
-    """The state of one export: staging directory, metadata, written files and measurements."""
-
-    def __init__(self, staging: Path, opset: int, canny: dict, architecture: dict, accuracy_size: int):
-        from ec_train import __version__
-
-        self.dir, self.opset, self.canny, self.architecture = staging, opset, canny, architecture
-        self.accuracy_size = accuracy_size
-        self.version = __version__
-        self.models: dict[str, dict[str, str]] = {}
-        self.accuracy: dict[str, dict[str, Any]] = {}
-        self.notes: dict[str, str] = {}
-        self.engines: dict[str, dict[str, str]] = {}
-        self.sessions: dict[tuple[str, str], Any] = {}
-
-    def metadata(self, kind: str, precision: str, io_spec: dict) -> dict[str, Any]:
-        return {"ec.kind": kind, "ec.precision": precision, "ec.io": io_spec, "ec.canny": self.canny,
-                "ec.toolkit_version": self.version, "ec.architecture": self.architecture}
-
-    def path(self, kind: str, precision: str) -> Path:
-        return self.dir / file_name(kind, precision)
-
-    def record(self, kind: str, precision: str) -> Path:
-        self.models.setdefault(kind, {})[precision] = file_name(kind, precision)
-        return self.path(kind, precision)
-
-
 def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[str] = ("fp32",), fused: bool = False,
                   opset: int = 17, canny: dict | None = None, calib_images=None, calib_method: str = "entropy",
                   calib_size: int = 256, accuracy_size: int = 128, source: dict | None = None,
@@ -148,7 +80,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
     """
     from tqdm.auto import tqdm
 
-    from ec_export import variants
+    from ec_export import variants  # torch and onnx: imported when an export runs
 
     precisions = tuple(dict.fromkeys(("fp32", *precisions)))
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -174,7 +106,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
     try:
         steps = ["fp32", *[p for p in precisions if p != "fp32"], *(["engines"] if engine else [])]
         bar = tqdm(steps, desc="ec-export", unit="step", disable=not progress)
-        job = _Export(staging, opset, canny_settings, architecture, accuracy_size)
+        job = ExportJob(staging, opset, canny_settings, architecture, accuracy_size)
         for step in bar:
             bar.set_postfix_str(step)
             if step == "fp32":
@@ -182,7 +114,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
             elif step == "fp16":
                 variants.write_fp16(job)
             elif step == "int8":
-                with _quiet():
+                with quiet():
                     variants.write_int8(job, calib, calib_method)
             elif step == "engines":
                 _build_engines(job, engine)
@@ -209,17 +141,19 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
     return info
 
 
-def _build_engines(job: _Export, engine: dict) -> None:
+def _build_engines(job: ExportJob, engine: dict) -> None:
     from ec_export.engine import build_engine
 
     for kind, files in job.models.items():
         for precision, name in files.items():
+            if precision == INT8_CPU:  # uint8 activations: ONNX Runtime's CPU files, not TensorRT's
+                continue
             onnx_path = job.dir / name
             engine_path = build_engine(onnx_path, shapes=engine["shapes"],
                                        workspace_mb=engine.get("workspace_mb", 2048),
                                        timing_cache=engine.get("timing_cache"),
                                        version_compatible=engine.get("version_compatible", False),
-                                       precision=precision)
+                                       precision=precision, tf32=engine.get("tf32", False))
             job.engines[f"{kind}.{precision}"] = {"engine": engine_path.name, "sidecar": engine_path.name + ".json"}
 
 

@@ -1,6 +1,7 @@
 """The steps of an export: FP32 tracing, FP16 and INT8 variants, and their measured drift.
 
-Used by :func:`ec_export.exporter.export_models`; each step reads and extends its ``_Export`` job
+Used by :func:`ec_export.exporter.export_models`; each step reads and extends its
+:class:`~ec_export.common.ExportJob`
 (staging directory, ``models`` table, ``accuracy`` and ``notes`` of ``export.json``).
 """
 
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 import torch
 
+from ec_export.common import FP16_MIN_PSNR_DB, INT8_CPU, TRACE_SIZE, psnr
 from ec_export.calibration import accuracy_samples, holes_for, to_nchw
 from ec_export.errors import ExportError
 from ec_export.onnx_io import export_onnx, set_metadata
@@ -26,12 +28,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def _run(job, kind: str, precision: str, feed: dict) -> list[np.ndarray]:
-    from ec_export.exporter import _session
-
-    key = (kind, precision)
-    if key not in job.sessions:
-        job.sessions[key] = _session(job.path(kind, precision))
-    return job.sessions[key].run(None, feed)
+    return job.run(kind, precision, feed)
 
 
 def _stage_feeds(job, samples, fused: bool) -> dict[str, list[dict]]:
@@ -86,8 +83,6 @@ def export_fp32(job, edge, inpaint, fused: bool) -> None:
 def _trace_inputs():
     from ec_train.samples import sample_photo
 
-    from ec_export.exporter import TRACE_SIZE
-
     img = sample_photo("astronaut", TRACE_SIZE)
     image, mask = to_nchw(img, holes_for([img], seed=7)[0])
     return torch.from_numpy(image), torch.from_numpy(mask)
@@ -96,12 +91,10 @@ def _trace_inputs():
 def _drift(job, kind: str, precision: str) -> dict:
     """PSNR (worst sample) and max abs diff of ``kind``'s first output against FP32."""
     psnrs, diffs = [], []
-    from ec_export.exporter import _psnr
-
     for feed in job.feeds[kind]:
         ref = _run(job, kind, "fp32", feed)[0]
         out = _run(job, kind, precision, feed)[0]
-        psnrs.append(_psnr(ref, out))
+        psnrs.append(psnr(ref, out))
         diffs.append(float(np.abs(ref - out).max()))
     return {"psnr_db": min(psnrs), "max_abs_diff": max(diffs), "output": IO.get(kind, {"outputs": ["edges"]})["outputs"][0]}
 
@@ -150,7 +143,6 @@ def _keep_fp32_copy(job, kind: str, precision: str, why: str) -> None:
 
 def write_fp16(job) -> None:
     """FP16 variants: Canny stays FP32 if FP16 flips edge pixels; generators must reach the PSNR gate."""
-    from ec_export.exporter import FP16_MIN_PSNR_DB
     from ec_export.fp16 import convert_to_fp16
 
     flipped = _canny_fp16_flips(job)
@@ -221,7 +213,27 @@ def write_int8(job, calib_images, method: str) -> None:
         job.sessions.pop((kind, "int8"), None)
         job.accuracy["int8"]["models"][kind] = _drift(job, kind, "int8")
     job.accuracy["int8"]["convtranspose_weights"] = "per-channel (axis 1)" if per_channel else "per-tensor"
+    job.accuracy["int8"]["target"] = "tensorrt (symmetric int8 Q/DQ, S8S8)"
     _summarise(job.accuracy["int8"])
+    _write_int8_cpu(job, calib)
+
+
+def _write_int8_cpu(job, calib: dict) -> None:
+    """The U8S8 variant ONNX Runtime's CPU provider runs fast (``*.int8_cpu.onnx``), same calibration photos."""
+    from ec_export.int8_cpu import SETTINGS, quantize_int8_cpu
+
+    job.accuracy[INT8_CPU] = {"measured_with": _measured_with(job), "models": {},
+                              "target": "onnxruntime CPU provider (uint8 activations, int8 weights, U8S8)",
+                              "settings": SETTINGS}
+    for kind in ("edge", "inpaint", "pipeline"):
+        if kind not in job.models:
+            continue
+        fp32_path = job.path(kind, "fp32")
+        exclude = _canny_node_names(onnx.load(str(fp32_path))) if kind == "pipeline" else []
+        quantize_int8_cpu(fp32_path, job.record(kind, INT8_CPU), calib[kind], exclude_nodes=exclude)
+        job.sessions.pop((kind, INT8_CPU), None)
+        job.accuracy[INT8_CPU]["models"][kind] = _drift(job, kind, INT8_CPU)
+    _summarise(job.accuracy[INT8_CPU])
 
 
 def _measured_with(job) -> str:

@@ -15,12 +15,17 @@ from ec_runtime.errors import (  # noqa: E402
     EcRuntimeError,
     EngineMismatchError,
     InputError,
+    InvalidExportError,
     MissingDependencyError,
     ModelNotFoundError,
+    NoHoleWarning,
+    OutputError,
+    ServerError,
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
-           "MissingDependencyError", "ModelNotFoundError", "Inpainter"]
+           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "NoHoleWarning",
+           "OutputError", "ServerError", "Inpainter", "ExportDir"]
 
 
 def __getattr__(name: str):
@@ -28,4 +33,8 @@ def __getattr__(name: str):
         from ec_runtime.pipeline import Inpainter
 
         return Inpainter
+    if name == "ExportDir":
+        from ec_runtime.exportdir import ExportDir
+
+        return ExportDir
     raise AttributeError(f"module 'ec_runtime' has no attribute {name!r}")

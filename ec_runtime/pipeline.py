@@ -17,76 +17,25 @@ An Inpainter holds no per-call state: several threads may call one instance conc
 
 from __future__ import annotations
 
-import json
+import numbers
 import os
-from dataclasses import dataclass
+import time
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, ModelNotFoundError
-from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError, NoHoleWarning
+from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
+from ec_runtime.imageio import MIN_SIDE, check_pair, empty_mask_note, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
-from ec_runtime.runners import OrtRunner
+from ec_runtime.runners import OrtRunner, primary_provider
 
-EXPORT_MANIFEST = "export.json"
-KINDS = ("canny", "edge", "inpaint")
-PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
 GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)
 MULTIPLE = 4
-
-
-def _missing_export(path: Path, what: str) -> ModelNotFoundError:
-    return ModelNotFoundError(f"{what}: {path}. Create an export directory with `ec-export` (for example "
-                              "`ec-export onnx EdgeModel_gen.pth InpaintingModel_gen.pth -o export`), then pass it "
-                              "with --model / Inpainter.from_dir or set EC_MODEL_DIR.")
-
-
-@dataclass
-class ExportDir:
-    """An export directory and its ``export.json`` (see the ONNX I/O contract)."""
-
-    root: Path
-    manifest: dict
-
-    @classmethod
-    def open(cls, root: str | os.PathLike) -> "ExportDir":
-        root = Path(root)
-        if not root.is_dir():
-            raise _missing_export(root, "export directory not found")
-        path = root / EXPORT_MANIFEST
-        if not path.is_file():
-            raise _missing_export(path, "export manifest not found")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelNotFoundError(f"{path} is not a readable export manifest: {exc}") from exc
-        return cls(root, manifest)
-
-    def model_path(self, kind: str, precision: str) -> Path:
-        """The ONNX file of ``kind`` at ``precision`` (Canny falls back to fp32, its only exact form)."""
-        models = self.manifest.get("models", {}).get(kind, {})
-        name = models.get(precision) or (models.get("fp32") if kind == "canny" else None)
-        if name is None:
-            have = ", ".join(sorted(models)) or "none"
-            raise ModelNotFoundError(f"{self.root / EXPORT_MANIFEST} lists no {kind} model at {precision} "
-                                     f"(has: {have}); re-export with `ec-export ... --precisions {precision}`")
-        path = self.root / name
-        if not path.is_file():
-            raise ModelNotFoundError(f"model file listed in {self.root / EXPORT_MANIFEST} is missing: {path}")
-        return path
-
-    def engine_path(self, kind: str, precision: str) -> Path | None:
-        """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""
-        engines = self.manifest.get("engines") or {}
-        entry = engines.get(f"{kind}.{precision}") or (engines.get(f"{kind}.fp32") if kind == "canny" else None)
-        if not entry:
-            return None
-        path = self.root / entry["engine"]
-        return path if path.is_file() else None
 
 
 def pad_amount(n: int, multiple: int = MULTIPLE) -> int:
@@ -104,30 +53,49 @@ class OrtStages:
     """canny, edge and inpaint models as three ONNX Runtime sessions."""
 
     def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
-        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        self.variant = export.model_variant(precision, primary_provider(providers, device))
+        self.runners = {k: OrtRunner(export.model_path(k, self.variant), providers, threads, device) for k in KINDS}
         for r in self.runners.values():
             r.activate()
         self.providers = self.runners["edge"].session.get_providers()
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds), for ec-bench
+
+    def _timed(self, stage: str, fn, *args):
+        if self.timer is None:
+            return fn(*args)
+        start = time.perf_counter()
+        out = fn(*args)
+        self.timer(stage, time.perf_counter() - start)
+        return out
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
         if self.runners["edge"].on_cuda:
             return self._on_device(image, gray, mask, edges_key, want_edges)
-        edges = self.runners["canny"].infer({"gray": gray, "mask": mask})["edges"]
-        stage1 = self.runners["edge"].infer({"gray": gray, "edges": edges, "mask": mask})
-        out = self.runners["inpaint"].infer({"image": image, "edges": stage1[edges_key], "mask": mask})
+        canny, edge, inpaint = (self.runners[k] for k in KINDS)
+        edges = self._timed("canny", canny.infer, {"gray": gray, "mask": mask})["edges"]
+        stage1 = self._timed("edge", edge.infer, {"gray": gray, "edges": edges, "mask": mask})
+        out = self._timed("inpaint", inpaint.infer, {"image": image, "edges": stage1[edges_key], "mask": mask})
         return {"image_out": out["image_out"], "edges": edges, **stage1}
 
     def _on_device(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
-        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU."""
+        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU.
+
+        Every call here returns only when its GPU work is done (ONNX Runtime synchronises IO
+        binding runs and copies), so host clocks time the H2D, per-model and D2H stages.
+        """
         canny, edge, inpaint = (self.runners[k] for k in KINDS)
-        gray_d, mask_d = edge.to_device(gray), edge.to_device(mask)
-        edges = canny.infer_on_device({"gray": gray_d, "mask": mask_d})["edges"]
-        stage1 = edge.infer_on_device({"gray": gray_d, "edges": edges, "mask": mask_d})
-        out = inpaint.infer_on_device({"image": image, "edges": stage1[edges_key], "mask": mask_d})
-        result = {"image_out": out["image_out"].numpy()}
-        if want_edges:
-            result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
-        return result
+        gray_d, mask_d, image_d = self._timed("h2d", lambda: [edge.to_device(a) for a in (gray, mask, image)])
+        edges = self._timed("canny", canny.infer_on_device, {"gray": gray_d, "mask": mask_d})["edges"]
+        stage1 = self._timed("edge", edge.infer_on_device, {"gray": gray_d, "edges": edges, "mask": mask_d})
+        out = self._timed("inpaint", inpaint.infer_on_device, {"image": image_d, "edges": stage1[edges_key],
+                                                               "mask": mask_d})
+
+        def download():
+            result = {"image_out": out["image_out"].numpy()}
+            if want_edges:
+                result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
+            return result
+        return self._timed("d2h", download)
 
     def close(self) -> None:
         for r in self.runners.values():
@@ -135,25 +103,42 @@ class OrtStages:
 
 
 class TrtStages:
-    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device."""
+    """canny, edge and inpaint engines chained on one GPU; intermediates never leave the device.
+
+    Shapes are checked against the engines' profiles (from their sidecars) before any GPU work,
+    and batches larger than the profiles' maximum N run in slices of that size.
+    """
 
     def __init__(self, engines: dict[str, Path], device: int = 0, cuda_graph: bool = False):
         from ec_runtime.trt_runner import CudaDevice, TrtChain, TrtRunner, check_engine
 
-        for kind in KINDS:  # refuse mismatched engines before touching the GPU
-            check_engine(engines[kind], device)
+        sidecars = [check_engine(engines[k], device, with_sidecar=True)[1] for k in KINDS]  # before the GPU
+        self.max_batch = min(int(sc.profile["max"][0]) for sc in sidecars)
         dev = CudaDevice(device)
-        self.runners = [TrtRunner(engines[k], dev, cuda_graph).activate() for k in KINDS]
+        self.runners = []
+        try:
+            for k in KINDS:
+                self.runners.append(TrtRunner(engines[k], dev, cuda_graph).activate())
+        except BaseException:
+            self.close()
+            raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds) from CUDA events
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
+        for runner in self.runners:
+            runner.check_shapes({runner.input_names[0]: (min(len(image), self.max_batch), 1) + image.shape[2:]})
+        if len(image) > self.max_batch:
+            parts = [self(image[i:i + self.max_batch], gray[i:i + self.max_batch], mask[i:i + self.max_batch],
+                          edges_key, want_edges) for i in range(0, len(image), self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         # gray and mask are uploaded once (for Canny) and reused by the later stages
         links = [{}, {"edges": (0, "edges"), "gray": (0, "gray"), "mask": (0, "mask")},
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
         chain = self._chain(self.runners, links)
         fetch = [(2, "image_out")] + ([(0, "edges"), (1, "edges_out"), (1, "edges_raw")] if want_edges else [])
-        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch)
+        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch, self.timer, KINDS)
 
     def close(self) -> None:
         for r in self.runners:
@@ -169,26 +154,65 @@ def _gpu_present(device: int) -> bool:
 def _trt_usable() -> bool:
     import importlib.util
 
-    has_trt = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+    from ec_runtime.tensorrt_support import TRT_MODULES
+
+    has_trt = any(importlib.util.find_spec(m) is not None for m in TRT_MODULES)
     return has_trt and importlib.util.find_spec("pycuda") is not None
 
 
+def check_int(name: str, value, minimum: int, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (bools and non-integral numbers refused), or InputError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_options(edge_merge: str, strategy: str, max_side, margin) -> tuple[int, int]:
+    if edge_merge not in EDGE_MERGES:
+        raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
+    strategies.check_strategy(strategy)
+    return check_int("max_side", max_side, MIN_SIDE), check_int("margin", margin, 0)
+
+
+def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
+    """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
+    from ec_runtime.errors import EcRuntimeError
+
+    try:
+        if not _trt_usable():
+            raise MissingDependencyError("TensorRT and pycuda are not both installed (`pip install ec-deploy[trt]`)")
+        if not _gpu_present(device):
+            raise EcRuntimeError(f"no CUDA GPU {device} found")
+        return TrtStages(engines, device, cuda_graph)
+    except EcRuntimeError as exc:  # mismatched engines, missing modules, a GPU that is not there
+        warnings.warn(f"TensorRT engines in {export.root} not used, running ONNX Runtime instead: {exc}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
 class Inpainter:
-    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`."""
+    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`.
+
+    ``max_side`` (an integer >= 16, as ``ec-inpaint --max-side``) is the long side above which the
+    ``resize`` and ``crop`` strategies work at reduced size; ``margin`` (>= 0) is the context the
+    ``crop`` strategy keeps around each hole. Invalid values raise :class:`InputError`.
+    """
 
     def __init__(self, stages, *, backend: str, precision: str, edge_merge: str = "training",
                  strategy: str = strategies.DEFAULT_STRATEGY, max_side: int = strategies.DEFAULT_MAX_SIDE,
                  margin: int = strategies.DEFAULT_MARGIN) -> None:
-        if edge_merge not in EDGE_MERGES:
-            raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
-        strategies.check_strategy(strategy)
+        max_side, margin = _check_options(edge_merge, strategy, max_side, margin)
         self.stages = stages
         self.backend = backend
         self.precision = precision
         self.edge_merge = edge_merge
         self.strategy = strategy
-        self.max_side = int(max_side)
-        self.margin = int(margin)
+        self.max_side = max_side
+        self.margin = margin
 
     @classmethod
     def from_dir(cls, export_dir: str | os.PathLike, backend: str = "auto", precision: str = "fp32",
@@ -197,11 +221,20 @@ class Inpainter:
                  max_side: int = strategies.DEFAULT_MAX_SIDE, cuda_graph: bool = False) -> "Inpainter":
         """Load the models of ``export_dir``.
 
-        ``backend``: ``auto`` picks TensorRT when engines for ``precision`` and a GPU are present,
-        else ONNX Runtime with CUDA when this onnxruntime build has it, else ONNX Runtime on the CPU.
+        ``backend``: ``auto`` picks TensorRT when the export directory records engines for
+        ``precision`` and they fit this GPU and TensorRT version; when they do not (or TensorRT,
+        pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
+        onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
-        ``threads`` sets ONNX Runtime's intra-op threads.
+        ``threads`` sets ONNX Runtime's intra-op threads (an integer >= 1, or None for its default).
+        ``device`` is the GPU index (>= 0). ``strategy`` and ``max_side``: see :mod:`ec_runtime.strategies`;
+        ``max_side`` must be an integer >= 16, as for ``ec-inpaint --max-side``. Every option is
+        checked before any model loads; a bad one raises :class:`InputError`.
+        Export directory problems raise :class:`ModelNotFoundError` or :class:`InvalidExportError`.
         """
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
+        threads = check_int("threads", threads, 1, allow_none=True)
+        device = check_int("device", device, 0)
         if backend not in BACKENDS:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if precision not in PRECISIONS:
@@ -212,10 +245,16 @@ class Inpainter:
         if backend == "tensorrt" and not have_engines:
             missing = [f"{k}.{precision}" for k, v in engines.items() if v is None]
             raise ModelNotFoundError(f"{export.root / EXPORT_MANIFEST} has no TensorRT engines for {missing}; "
-                                     f"build them with `ec-export engine` or use --backend onnxruntime")
-        if backend == "tensorrt" or (backend == "auto" and have_engines and _trt_usable() and _gpu_present(device)):
+                                     f"build them on this machine with `ec-export engine {export.root}/*.onnx` "
+                                     "(no torch needed) or `ec-export CHECKPOINT... -o DIR --engine`, "
+                                     "or use --backend onnxruntime")
+        stages = None
+        if backend == "tensorrt":
             stages, chosen = TrtStages(engines, device, cuda_graph), "tensorrt"
-        else:
+        elif backend == "auto" and have_engines:
+            stages = _try_tensorrt(export, engines, device, cuda_graph)
+            chosen = "tensorrt"
+        if stages is None:
             if providers is None and backend == "auto":
                 import onnxruntime as ort
 
@@ -224,6 +263,31 @@ class Inpainter:
             stages, chosen = OrtStages(export, precision, providers, threads, device), "onnxruntime"
         return cls(stages, backend=chosen, precision=precision, edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
+
+    @classmethod
+    def from_server(cls, url: str, model: str = "edgeconnect", protocol: str | None = None, *,
+                    timeout: float = 120.0, headers: dict[str, str] | None = None, retries: int = 0,
+                    edge_merge: str = "training", strategy: str = strategies.DEFAULT_STRATEGY,
+                    max_side: int = strategies.DEFAULT_MAX_SIDE) -> "Inpainter":
+        """Run the stages on a Triton server that serves a repository written by ``ec-export triton``.
+
+        ``url``: ``http://HOST:8000`` or ``grpc://HOST:8001`` (``protocol`` overrides the scheme).
+        ``model`` is the ensemble for ``edge_merge="training"``; ``"official"`` uses
+        ``<model>_official``. Padding, gray, strategies and cropping run here, as with
+        :meth:`from_dir`. Needs ``pip install ec-deploy[client]``; an unreachable server, a refused
+        request or a timeout raises :class:`ec_runtime.ServerError` naming the URL.
+        """
+        from ec_runtime.remote import TritonStages
+
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
+        stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
+        return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
+                   max_side=max_side)
+
+    @property
+    def model_variant(self) -> str:
+        """Which files run: the precision, or ``int8_cpu`` (U8S8) for int8 on ONNX Runtime's CPU provider."""
+        return getattr(self.stages, "variant", self.precision)
 
     @property
     def providers(self) -> list[str]:
@@ -272,23 +336,33 @@ class Inpainter:
     # --- the public uint8 API -------------------------------------------------------------------
     def _prepare(self, image, mask, source: str) -> tuple[np.ndarray, np.ndarray]:
         image = to_rgb_uint8(image, source)
-        mask = hole_mask(mask, source)
-        check_pair(image, mask, source)
-        return image, mask
+        holes = hole_mask(mask, source)
+        check_pair(image, holes, source)
+        if not holes.any():
+            warnings.warn(empty_mask_note(mask, source) + "; the image is returned unchanged", NoHoleWarning,
+                          stacklevel=3)
+        return image, holes
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
                 strategy: str | None = None):
         """Fill the holes of one image.
 
-        ``image``: uint8 RGB (H, W, 3) (gray, RGBA and 16-bit arrays are converted); ``mask``: (H, W),
-        nonzero = hole. Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where
-        ``edges`` is the float (H, W) edge map fed to the inpaint model. An empty mask returns a copy
-        of the image without running any model. ``strategy`` overrides the instance's strategy.
+        ``image``: uint8 RGB (H, W, 3); gray, RGBA, uint16, bool, other integer arrays in 0..255 and
+        float arrays in [0, 1] are converted. Float images must be finite and within [0, 1]: NaN,
+        infinity and 0..255 float data raise :class:`InputError` (nothing is clipped silently).
+        ``mask``: (H, W) (or H x W x 1..4), read by the one mask rule of
+        :func:`ec_runtime.imageio.hole_mask`: above half of full scale is a hole (> 127 for uint8,
+        > 0.5 for float, True for bool), and an integer 0/1 mask counts every nonzero pixel.
+        Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where ``edges`` is the
+        float (H, W) edge map fed to the inpaint model. A mask with no hole returns a copy of the
+        image without running any model and warns (:class:`~ec_runtime.errors.NoHoleWarning`).
+        ``strategy`` overrides the instance's strategy.
         """
+        name = strategy or self.strategy
+        strategies.check_strategy(name)
         image, mask = self._prepare(image, mask, "image")
         if not mask.any():
             return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
-        name = strategy or self.strategy
         painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
                                           max_side=self.max_side, margin=self.margin)
         return (painted, edges) if return_edges else painted
@@ -305,6 +379,7 @@ class Inpainter:
         if len(masks) != len(images):
             raise InputError(f"got {len(images)} images but {len(masks)} masks")
         name = strategy or self.strategy
+        strategies.check_strategy(name)
         pairs = [self._prepare(im, m, f"image {i}") for i, (im, m) in enumerate(zip(images, masks))]
         results: list = [None] * len(pairs)
         groups: dict[tuple, list[int]] = {}

@@ -8,8 +8,10 @@ Only the name-based I/O API is used (``num_io_tensors``, ``get_tensor_name``, ``
   buffers are page-locked (``cuda.pagelocked_empty``) so copies run asynchronously.
 * One CUDA stream per :class:`CudaDevice`; runners sharing a device share the stream, so
   :class:`TrtChain` runs canny -> edge -> inpaint with intermediates left on the GPU.
-* Optional CUDA-graph capture per input shape (after one ordinary launch, as TensorRT requires
-  after a shape change); any failure to capture disables graphs for that runner.
+* Optional CUDA-graph capture per input shape through the CUDA runtime's stream capture
+  (:mod:`ec_runtime.cuda_graphs`; released pycuda has none), one execution context per shape,
+  after one eager launch as TensorRT requires; a failed capture disables graphs for that runner.
+* Input shapes are checked against the profile in the sidecar before any GPU work.
 * :class:`~ec_runtime.tensorrt_support.EngineSidecar` is checked before deserializing, so an
   engine built for another TensorRT version or GPU is refused with a clear message.
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ec_runtime.cuda_graphs import capture, graph_api
 from ec_runtime.errors import EcRuntimeError, MissingDependencyError, ModelNotFoundError
 from ec_runtime.runners import Runner
 from ec_runtime.tensorrt_support import EngineSidecar, current_gpu, import_tensorrt
@@ -41,8 +45,9 @@ def _import_pycuda():
     return cuda
 
 
-def check_engine(engine_path: str | os.PathLike, device: int = 0):
-    """Refuse an engine that is missing or was built for another TensorRT or GPU; returns the trt module.
+def check_engine(engine_path: str | os.PathLike, device: int = 0, with_sidecar: bool = False):
+    """Refuse an engine that is missing or was built for another TensorRT or GPU; returns the trt module
+    (and the :class:`EngineSidecar` with ``with_sidecar``).
 
     Reads the sidecar, imports the TensorRT module it names and checks version, compute
     capability and the engine's sha256 (:meth:`EngineSidecar.check`). Needs no pycuda.
@@ -53,7 +58,7 @@ def check_engine(engine_path: str | os.PathLike, device: int = 0):
     sidecar = EngineSidecar.read(path)
     trt = import_tensorrt(prefer=sidecar.tensorrt_module)
     sidecar.check(trt, current_gpu(device), path)
-    return trt
+    return (trt, sidecar) if with_sidecar else trt
 
 
 class CudaDevice:
@@ -114,102 +119,181 @@ class _GrowingBuffer:
         self.capacity = nbytes
         return True
 
+    def free(self) -> None:
+        if self.device is not None:
+            self.device.free()
+        self.device, self.host, self.capacity = None, None, 0
+
     def host_view(self, shape, dtype) -> np.ndarray:
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return self.host[:n].view(dtype).reshape(shape)
+
+
+class _Context:
+    """One execution context with the shapes and addresses last set on it, and its CUDA graph."""
+
+    def __init__(self, context) -> None:
+        self.context = context
+        self.shapes: dict[str, tuple] = {}
+        self.bound: dict[str, int] = {}
+        self.graph = None  # instantiated graph, valid for ``shapes`` and ``bound``
 
 
 class TrtRunner(Runner):
     """A deserialized TensorRT engine with reusable buffers on one CUDA device.
 
     ``engine_path`` needs its sidecar ``<engine>.json``. ``device`` is a GPU index or a shared
-    :class:`CudaDevice`. ``cuda_graph`` captures one CUDA graph per input shape.
+    :class:`CudaDevice`. ``cuda_graph`` captures one CUDA graph per input shape through the CUDA
+    runtime (:mod:`ec_runtime.cuda_graphs`): each shape gets its own execution context, which is
+    never reshaped, so a graph is replayed only with the shapes and addresses it was captured
+    with. The first call of a shape runs eagerly (TensorRT needs that after a shape change), the
+    capture follows, and later calls replay. At most ``graph_shapes`` shapes keep a context and
+    graph (least recently used first out); each context holds its own activation memory.
     """
 
     name = "TrtRunner"
 
     def __init__(self, engine_path: str | os.PathLike, device: int | CudaDevice = 0,
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, graph_shapes: int = 4) -> None:
         super().__init__()
         self.path = Path(engine_path)
         self._device_arg = device
         self.cuda_graph = cuda_graph
+        self.graph_shapes = max(1, int(graph_shapes))
         self.device: CudaDevice | None = None
+        self.sidecar: EngineSidecar | None = None
+        self.captures = self.replays = 0  # CUDA graphs captured and replayed since construction
+        self._reset()
+
+    def _reset(self) -> None:
+        self._inputs, self._outputs = [], []
         self._dtypes: dict[str, np.dtype] = {}
         self._buffers: dict[str, _GrowingBuffer] = {}
-        self._graphs: dict[tuple, object] = {}
-        self._bound: dict[str, int] = {}
+        self._contexts: OrderedDict[tuple, _Context] = OrderedDict()
+        self._graphs_api = None
+        self.engine = None
+        self._runtime = None
 
     def _activate(self) -> None:
         index = self._device_arg.index if isinstance(self._device_arg, CudaDevice) else int(self._device_arg)
-        trt = check_engine(self.path, index)
+        trt, self.sidecar = check_engine(self.path, index, with_sidecar=True)
+        self._reset()
         self.device = self._device_arg if isinstance(self._device_arg, CudaDevice) else CudaDevice(index)
         self.trt = trt
         with self.device:
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
+            if self.sidecar.version_compatible:  # such plans carry TensorRT's lean runtime (host code)
+                self._runtime.engine_host_code_allowed = True
             self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise EcRuntimeError(f"TensorRT could not deserialize {self.path}; rebuild it with `ec-export engine`")
-            self.context = self.engine.create_execution_context()
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             self._dtypes[name] = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self._inputs if is_input else self._outputs).append(name)
             self._buffers[name] = _GrowingBuffer(self.device.cuda)
+        if self.cuda_graph:
+            try:
+                self._graphs_api = graph_api()
+            except MissingDependencyError as exc:
+                warnings.warn(f"CUDA graphs off for {self.path.name}: {exc}", RuntimeWarning, stacklevel=3)
+                self.cuda_graph = False
+
+    # --- shapes ---------------------------------------------------------------------------------
+    def check_shapes(self, shapes: Mapping[str, tuple]) -> None:
+        """Raise :class:`EcRuntimeError` unless every input shape lies in the engine's profile.
+
+        Uses the sidecar only, so it runs before any GPU work.
+        """
+        sidecar = self.sidecar or EngineSidecar.read(self.path)
+        for name, shape in shapes.items():
+            problem = sidecar.profile_problem(shape)
+            if problem:
+                raise EcRuntimeError(f"{self.path.name}: input {name} {problem}")
 
     # --- device-resident execution ------------------------------------------------------------
+    def _context_for(self, key: tuple) -> _Context:
+        if not self.cuda_graph:
+            if not self._contexts:
+                self._contexts[()] = _Context(self.engine.create_execution_context())
+            return self._contexts[()]
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            while len(self._contexts) >= self.graph_shapes:
+                self._drop(self._contexts.popitem(last=False)[1])
+            ctx = self._contexts[key] = _Context(self.engine.create_execution_context())
+        self._contexts.move_to_end(key)
+        return ctx
+
+    def _drop(self, ctx: _Context) -> None:
+        if ctx.graph is not None and self._graphs_api is not None:
+            self._graphs_api.destroy(ctx.graph)
+        ctx.graph = None
+
     def execute_device(self, inputs: Mapping[str, DeviceArray]) -> dict[str, DeviceArray]:
         """Run on inputs already on the GPU; outputs stay on the GPU (in this runner's buffers).
 
         Work is enqueued on the device's stream and not synchronised: the caller does that (or
         feeds the outputs to the next runner on the same device first).
         """
-        cuda, stream = self.device.cuda, self.device.stream
-        key = tuple((n, inputs[n].shape) for n in self._inputs)
-        moved = False
+        stream = self.device.stream
+        self.check_shapes({n: inputs[n].shape for n in self._inputs})
+        key = tuple(tuple(inputs[n].shape) for n in self._inputs)
+        ctx = self._context_for(key)
+        changed = False
         for name in self._inputs:
-            arr = inputs[name]
-            if not self.context.set_input_shape(name, tuple(arr.shape)):
-                raise EcRuntimeError(f"{self.path.name}: input {name} shape {arr.shape} is outside the engine's "
-                                     "optimization profile; rebuild it with a larger --max-shape")
-            moved |= self._bind(name, arr.ptr)
+            shape = tuple(inputs[name].shape)
+            if ctx.shapes.get(name) != shape:
+                if not ctx.context.set_input_shape(name, shape):
+                    raise EcRuntimeError(f"{self.path.name}: TensorRT refused input {name} of shape {shape}")
+                ctx.shapes[name] = shape
+                changed = True
+            changed |= self._bind(ctx, name, inputs[name].ptr)
         outputs = {}
         for name in self._outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
+            shape = tuple(ctx.context.get_tensor_shape(name))
+            if min(shape) < 0:
+                raise EcRuntimeError(f"{self.path.name}: TensorRT could not infer the shape of {name} from "
+                                     f"the inputs {key}")
             buf = self._buffers[name]
-            grown = buf.ensure(int(np.prod(shape)) * self._dtypes[name].itemsize)
-            moved |= self._bind(name, int(buf.device)) or grown
+            buf.ensure(int(np.prod(shape)) * self._dtypes[name].itemsize)
+            changed |= self._bind(ctx, name, int(buf.device))
             outputs[name] = DeviceArray(int(buf.device), shape, self._dtypes[name])
-        if moved:
-            self._graphs.clear()
-        graph = self._graphs.get(key)
-        if graph is not None:
-            graph.launch(stream)
-        elif not self.context.execute_async_v3(stream.handle):
+        if changed:
+            self._drop(ctx)
+        if ctx.graph is not None:
+            self._graphs_api.launch(ctx.graph, stream.handle)
+            self.replays += 1
+            return outputs
+        if not ctx.context.execute_async_v3(stream.handle):
             raise EcRuntimeError(f"TensorRT execution of {self.path.name} failed")
-        elif self.cuda_graph:
-            self._capture(key, cuda, stream)
+        if self.cuda_graph:  # the eager launch above is the one TensorRT needs before a capture
+            self._capture(ctx, stream)
         return outputs
 
-    def _bind(self, name: str, ptr: int) -> bool:
-        if self._bound.get(name) == ptr:
+    def _bind(self, ctx: _Context, name: str, ptr: int) -> bool:
+        if ctx.bound.get(name) == ptr:
             return False
-        self.context.set_tensor_address(name, ptr)
-        self._bound[name] = ptr
+        if not ctx.context.set_tensor_address(name, ptr):
+            raise EcRuntimeError(f"{self.path.name}: TensorRT refused the address of {name}")
+        ctx.bound[name] = ptr
         return True
 
-    def _capture(self, key, cuda, stream) -> None:
+    def _capture(self, ctx: _Context, stream) -> None:
         try:
-            stream.begin_capture()
-            self.context.execute_async_v3(stream.handle)
-            graph = stream.end_capture()
-            instantiate = getattr(graph, "instance", None) or getattr(graph, "instantiate")
-            self._graphs[key] = instantiate()
-        except Exception as exc:  # an older pycuda, or an engine TensorRT cannot capture
-            warnings.warn(f"CUDA graph capture disabled for {self.path.name}: {exc}", RuntimeWarning)
+            ctx.graph = capture(self._graphs_api, stream.handle, lambda: ctx.context.execute_async_v3(stream.handle))
+            self.captures += 1
+        except Exception as exc:  # an engine or driver that cannot capture: run eagerly from now on
+            warnings.warn(f"CUDA graph capture failed for {self.path.name}, running without graphs: {exc}",
+                          RuntimeWarning, stacklevel=3)
             self.cuda_graph = False
+
+    @property
+    def graphs(self) -> int:
+        """How many shapes have a captured CUDA graph right now."""
+        return sum(ctx.graph is not None for ctx in self._contexts.values())
 
     # --- host API ---------------------------------------------------------------------------------
     def upload(self, feed: Mapping[str, np.ndarray]) -> dict[str, DeviceArray]:
@@ -242,16 +326,18 @@ class TrtRunner(Runner):
         return {n: np.array(v, dtype=np.float32, copy=True) for n, v in staged.items()}
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_shapes({n: np.shape(feed[n]) for n in self._inputs})
         with self.device:
             return self.download(self.execute_device(self.upload(feed)))
 
     def _deactivate(self) -> None:
         with self.device:
-            self._graphs.clear()
-            self._buffers.clear()
-            self.context = None
-            self.engine = None
-            self._runtime = None
+            for ctx in self._contexts.values():
+                self._drop(ctx)
+            self._contexts.clear()
+            for buf in self._buffers.values():
+                buf.free()
+            self._reset()
 
 
 class TrtChain:
@@ -266,15 +352,37 @@ class TrtChain:
         self.runners = runners
         self.links = links
 
-    def run(self, feed: Mapping[str, np.ndarray], fetch: list[tuple[int, str]]) -> dict[str, np.ndarray]:
-        """Run every stage; return ``{output name: array}`` for each ``(stage index, output name)``."""
+    def run(self, feed: Mapping[str, np.ndarray], fetch: list[tuple[int, str]],
+            timer: Callable[[str, float], None] | None = None, names: Sequence[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """Run every stage; return ``{output name: array}`` for each ``(stage index, output name)``.
+
+        All host inputs are uploaded first, then the stages run, then the fetched outputs come
+        back, all on one stream. With ``timer``, CUDA events between those phases time them on
+        the GPU, and ``timer(stage, seconds)`` is called for ``h2d``, each stage (named by
+        ``names``, default ``stage0``...) and ``d2h``, as trtexec reports them.
+        """
         device = self.runners[0].device
+        names = list(names or [f"stage{i}" for i in range(len(self.runners))])
         with device:
+            events = []
+
+            def mark():
+                if timer is not None:
+                    events.append(device.cuda.Event().record(device.stream))
+            mark()
+            uploaded = [runner.upload({n: v for n, v in feed.items() if n not in link})
+                        for runner, link in zip(self.runners, self.links)]
+            mark()
             produced: list[dict[str, DeviceArray]] = []
-            for runner, link in zip(self.runners, self.links):
-                dev = runner.upload({n: v for n, v in feed.items() if n not in link})
+            for runner, link, dev in zip(self.runners, self.links, uploaded):
                 dev.update({n: produced[i][out] for n, (i, out) in link.items()})
                 produced.append({**dev, **runner.execute_device(dev)})  # later stages may reuse inputs too
+                mark()
             staged = {name: self.runners[i].stage_download(name, produced[i][name]) for i, name in fetch}
+            mark()
             device.stream.synchronize()
+            if timer is not None:
+                for stage, start, end in zip(["h2d", *names, "d2h"], events, events[1:]):
+                    timer(stage, end.time_since(start) / 1e3)
             return {n: np.array(v, dtype=np.float32, copy=True) for n, v in staged.items()}

@@ -19,3 +19,7 @@ class DataError(EcError):
 
 class TrainingError(EcError):
     """Training cannot go on (e.g. a loss became NaN or infinite)."""
+
+
+class OutputError(EcError):
+    """An output file or folder cannot be written (read-only, under a file, a folder in the way)."""

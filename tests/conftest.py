@@ -19,7 +19,7 @@ def _cuda_available() -> bool:
 
 
 HAS_GPU = _cuda_available()
-HAS_TRT = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx_bindings"))
+HAS_TRT = any(importlib.util.find_spec(m) is not None for m in ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings"))
 
 requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")
 requires_trt = pytest.mark.skipif(not HAS_TRT, reason="needs tensorrt or tensorrt_rtx_bindings (pip install -r requirements-dev.txt)")

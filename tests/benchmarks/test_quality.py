@@ -43,4 +43,4 @@ def test_ec_eval_writes_the_table(tiny_export, tmp_path):
         assert np.isfinite(r["psnr_db"]) and 0 < r["ssim"] <= 1 and 0 <= r["l1"] < 1 and r["n"] == 4
     assert "cv2 TELEA PSNR / SSIM / L1" in (out / "q.md").read_text()
     missing = CliRunner().invoke(eval_main, [str(tiny_export), "--precisions", "fp16", "-q"])
-    assert missing.exit_code != 0 and "re-export with --fp16" in missing.output
+    assert missing.exit_code != 0 and "ec-export CHECKPOINT -o" in missing.output and "--fp16" in missing.output

@@ -1,3 +1,4 @@
+import sys
 import types
 
 import pytest
@@ -38,10 +39,28 @@ def test_mismatched_engines_are_refused(trt, gpu, match):
         _sidecar().check(trt, gpu)
 
 
-def test_version_compatible_engines_accept_the_same_major():
-    _sidecar(version_compatible=True).check(_fake_trt(version="10.9.1"), None)
-    with pytest.raises(EngineMismatchError):
-        _sidecar(version_compatible=True).check(_fake_trt(version="11.0.0"), None)
+def test_version_compatible_engines_run_on_the_same_or_a_later_tensorrt():
+    built = _sidecar(version_compatible=True)  # built with 10.3.0
+    for later in ("10.3.0", "10.9.1", "10.13.0.35", "11.0.0"):  # 10 -> 11 is supported across majors
+        built.check(_fake_trt(version=later), None)
+    for other in ("10.2.0", "9.3.0", "12.0.0"):  # older, or a major TensorRT does not support
+        with pytest.raises(EngineMismatchError, match="same or a later TensorRT"):
+            built.check(_fake_trt(version=other), None)
+    with pytest.raises(EngineMismatchError, match="10.3.0, but 10.4.0"):  # without the flag: exact
+        _sidecar().check(_fake_trt(version="10.4.0"), None)
+    rtx = _sidecar(tensorrt_module="tensorrt_rtx_bindings", tensorrt_version="1.2.0", version_compatible=True)
+    with pytest.raises(EngineMismatchError):  # TensorRT-RTX engines need the exact release
+        rtx.check(_fake_trt(name="tensorrt_rtx_bindings", version="1.3.0"), None)
+
+
+def test_tensorrt_rtx_sdk_module_name_is_found_and_loads_bindings_engines(monkeypatch):
+    sdk = types.ModuleType("tensorrt_rtx")
+    sdk.__version__ = "1.2.0"
+    for name, mod in (("tensorrt", None), ("tensorrt_rtx_bindings", None), ("tensorrt_rtx", sdk)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert import_tensorrt() is sdk
+    assert import_tensorrt(prefer="tensorrt_rtx_bindings") is sdk  # same family, other wheel
+    _sidecar(tensorrt_module="tensorrt_rtx_bindings", tensorrt_version="1.2.0").check(sdk, None)
 
 
 def test_modified_engine_and_missing_sidecar(tmp_path):

@@ -1,0 +1,400 @@
+"""GPU acceptance checks that need CUDA but not TensorRT: environment, device, torch Canny, CUDA graphs, AMP.
+
+Part of ``scripts/gpu_check.py``. Every check takes a :class:`Context` and returns
+``{"figures": {...}, "details": [markdown lines], "failures": [...]}``, or raises :class:`Skip`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+PROBED = ("numpy", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings", "pycuda", "cuda.bindings", "cupy",
+          "polygraphy", "cv2", "skimage", "pytest")
+LIBCUDART = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+
+
+def _libcudart_candidates() -> list[str]:
+    """libcudart by name (already loaded by torch or cupy, or on the library path), then the copies that
+    the ``nvidia-cuda-runtime`` wheels and torch's CUDA wheels carry in site-packages."""
+    names = [n for n in (ctypes.util.find_library("cudart"), *LIBCUDART) if n]
+    for base in map(Path, sys.path):
+        for pattern in ("nvidia/cuda_runtime/lib/libcudart.so*", "nvidia/cu*/lib/libcudart.so*", "torch/lib/libcudart*.so*"):
+            names += sorted(str(p) for p in base.glob(pattern)) if base.is_dir() else []
+    return names
+
+
+class Skip(Exception):
+    """The check cannot run on this machine; the message says why."""
+
+
+@dataclass
+class Context:
+    out: Path
+    quick: bool = False
+    timeout: int = 3600
+    log: Callable[[str], None] = print
+    env: dict = field(default_factory=dict)     # filled by check_environment
+    state: dict = field(default_factory=dict)   # values one check hands to the next (export dirs, ...)
+
+
+def optional_import(name: str):
+    """The module, or None when it is not installed (or fails to import)."""
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        return None
+
+
+def require(name: str, why: str):
+    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it)."""
+    module = optional_import(name)
+    if module is None:
+        raise Skip(why)
+    return module
+
+
+def _version(module) -> str | None:
+    for attr in ("__version__", "VERSION_TEXT", "version"):
+        value = getattr(module, attr, None)
+        if isinstance(value, str):
+            return value
+    return "installed"
+
+
+# ------------------------------------------------------------------ the CUDA runtime, two ways
+class CudaRuntime:
+    """The few CUDA runtime calls the checks need, through cuda-python or ctypes on libcudart."""
+
+    def __init__(self):
+        self.rt = optional_import("cuda.bindings.runtime") or optional_import("cuda.cudart")
+        self.lib = None
+        self.via = "cuda-python" if self.rt is not None else None
+        if self.rt is None:
+            for name in _libcudart_candidates():
+                try:
+                    self.lib = ctypes.CDLL(name)
+                    self.via = f"ctypes ({name})"
+                    break
+                except OSError:
+                    continue
+        if self.via is None:
+            raise Skip("no CUDA runtime: neither cuda-python (pip install cuda-python) nor libcudart is installed")
+
+    def _call(self, name: str, *args, out=None, out_last: bool = False):
+        """Call ``name``; raise RuntimeError naming the CUDA error.
+
+        With ctypes, ``out`` is the type of the call's out-argument (first, or last with ``out_last``).
+        """
+        if self.rt is not None:
+            result = getattr(self.rt, name)(*args)
+            err, *values = result if isinstance(result, tuple) else (result,)
+            if int(err) != 0:
+                raise RuntimeError(f"{name} failed: {getattr(err, 'name', err)}")
+            return values[0] if values else None
+        fn = getattr(self.lib, name)
+        fn.restype = ctypes.c_int
+        holder = out() if out is not None else None
+        ref = (ctypes.byref(holder),) if holder is not None else ()
+        err = fn(*args, *ref) if out_last else fn(*ref, *args)
+        if err != 0:
+            self.lib.cudaGetErrorName.restype = ctypes.c_char_p
+            raise RuntimeError(f"{name} failed: {self.lib.cudaGetErrorName(err).decode()} ({err})")
+        return holder.value if holder is not None else None
+
+    def device_count(self) -> int:
+        return int(self._call("cudaGetDeviceCount", out=ctypes.c_int))
+
+    def versions(self) -> tuple[int, int]:
+        """(driver, runtime) as 1000*major + 10*minor."""
+        return int(self._call("cudaDriverGetVersion", out=ctypes.c_int)), int(self._call("cudaRuntimeGetVersion",
+                                                                                         out=ctypes.c_int))
+
+    def device_name(self, index: int) -> str:
+        if self.rt is not None:
+            prop = self._call("cudaGetDeviceProperties", index)
+            name = prop.name
+            return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
+        return f"device {index}"
+
+    def set_device(self, index: int) -> None:
+        self._call("cudaSetDevice", int(index) if self.rt is not None else ctypes.c_int(index))
+
+    def stream(self) -> int:
+        if self.rt is not None:
+            return int(self._call("cudaStreamCreateWithFlags", 1))  # cudaStreamNonBlocking
+        return int(self._call("cudaStreamCreateWithFlags", ctypes.c_uint(1), out=ctypes.c_void_p) or 0)
+
+    def malloc(self, nbytes: int) -> int:
+        if self.rt is not None:
+            return int(self._call("cudaMalloc", nbytes))
+        return int(self._call("cudaMalloc", ctypes.c_size_t(nbytes), out=ctypes.c_void_p))
+
+    def _p(self, value):
+        return value if self.rt is not None else ctypes.c_void_p(value)
+
+    def free(self, ptr: int) -> None:
+        self._call("cudaFree", self._p(ptr))
+
+    def memcpy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
+        """Synchronous copy; kind 1 host->device, 2 device->host, 3 device->device."""
+        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
+        self._call("cudaMemcpy", self._p(dst), self._p(src), size, self._kind(kind))
+
+    def memcpy_async(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
+        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
+        self._call("cudaMemcpyAsync", self._p(dst), self._p(src), size, self._kind(kind), self._p(stream))
+
+    def memset_async(self, ptr: int, value: int, nbytes: int, stream: int) -> None:
+        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
+        self._call("cudaMemsetAsync", self._p(ptr), int(value) if self.rt is not None else ctypes.c_int(value),
+                   size, self._p(stream))
+
+    def _kind(self, kind: int):
+        return self.rt.cudaMemcpyKind(kind) if self.rt is not None else ctypes.c_int(kind)
+
+    def synchronize(self, stream: int) -> None:
+        self._call("cudaStreamSynchronize", self._p(stream))
+
+    def destroy_stream(self, stream: int) -> None:
+        self._call("cudaStreamDestroy", self._p(stream))
+
+    def capturing(self, stream: int) -> bool:
+        """Whether ``stream`` is in capture mode (status other than cudaStreamCaptureStatusNone)."""
+        return int(self._call("cudaStreamIsCapturing", self._p(stream), out=ctypes.c_int, out_last=True)) != 0
+
+
+def cuda_devices() -> dict:
+    """``{"count", "names", "driver", "runtime", "via"}`` or ``{"count": 0, "why": ...}``; never raises."""
+    try:
+        rt = CudaRuntime()
+        count = rt.device_count()
+        driver, runtime = rt.versions()
+        return {"count": count, "names": [rt.device_name(i) for i in range(count)], "via": rt.via,
+                "driver": f"{driver // 1000}.{driver % 1000 // 10}", "runtime": f"{runtime // 1000}.{runtime % 1000 // 10}"}
+    except (Skip, RuntimeError) as exc:
+        why = str(exc)
+    torch = optional_import("torch")
+    if torch is not None and torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        return {"count": n, "names": [torch.cuda.get_device_name(i) for i in range(n)], "via": "torch",
+                "runtime": torch.version.cuda}
+    return {"count": 0, "why": why if torch is None else f"{why}; torch {torch.__version__} sees no CUDA device"}
+
+
+# ------------------------------------------------------------------ checks
+def check_environment(ctx: Context) -> dict:
+    """Versions of everything the checks use; always passes (its figures are for the record)."""
+    versions = {}
+    for name in PROBED:
+        module = optional_import(name)
+        versions[name] = _version(module) if module is not None else None
+    torch = optional_import("torch")
+    if torch is not None:
+        versions["torch"] += f" (CUDA {torch.version.cuda or 'none'})"
+    ort = optional_import("onnxruntime")
+    providers = ort.get_available_providers() if ort is not None else []
+    devices = cuda_devices()
+    smi = None
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
+                               "--format=csv,noheader"], capture_output=True, text=True, timeout=60)
+        smi = proc.stdout.strip() or proc.stderr.strip()
+    ctx.env.update(host=f"{platform.node()} ({platform.machine()}, {platform.platform()})",
+                   python=sys.version.split()[0], versions={k: v for k, v in versions.items() if v},
+                   device=", ".join(devices.get("names", [])) or f"none ({devices.get('why')})",
+                   cuda={k: devices.get(k) for k in ("driver", "runtime", "via")}, nvidia_smi=smi,
+                   onnxruntime_providers=providers)
+    ctx.state["cuda"] = devices
+    details = ["| package | version |", "|---|---|"] + [f"| {k} | {v or 'not installed'} |" for k, v in versions.items()]
+    details += ["", f"- ONNX Runtime providers: {', '.join(providers) or 'onnxruntime not installed'}",
+                f"- nvidia-smi: {smi or 'not found'}"]
+    return {"figures": {"cuda_devices": devices["count"]}, "details": details}
+
+
+def check_cuda_device(ctx: Context) -> dict:
+    devices = ctx.state.get("cuda") or cuda_devices()
+    if not devices["count"]:
+        raise Skip(f"no CUDA device: {devices.get('why')}")
+    return {"figures": {"devices": devices["count"], "device 0": devices["names"][0],
+                        "driver": devices.get("driver"), "runtime": devices.get("runtime")}}
+
+
+def _photos(size: int, count: int):
+    """(uint8 RGB images, uint8 hole masks): the bundled photos where scikit-image is installed, else drawn ones."""
+    import numpy as np
+
+    from ec_train.masks import free_form_mask
+
+    rng = np.random.default_rng(0)
+    masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
+    try:
+        from ec_train.samples import SAMPLE_PHOTOS, sample_photo
+
+        images = np.stack([sample_photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)], size) for i in range(count)])
+    except ImportError:
+        import cv2
+
+        images = np.zeros((count, size, size, 3), np.uint8)
+        for img in images:
+            for _ in range(12):
+                cv2.circle(img, tuple(int(v) for v in rng.integers(0, size, 2)), int(rng.integers(4, size // 4)),
+                           tuple(int(v) for v in rng.integers(0, 256, 3)), int(rng.choice([-1, 2, 5])))
+    return images, masks
+
+
+def check_torch_canny(ctx: Context) -> dict:
+    torch = require("torch", "torch is not installed (pip install torch)")
+    if not torch.cuda.is_available():
+        raise Skip(f"torch {torch.__version__} has no CUDA (a CPU build, or no device visible to it)")
+    require("ec_train.canny", "ec_train cannot be imported (pip install -e '.[train]')")
+    from ec_train.canny import Canny
+    from ec_train.networks import rgb_to_gray
+
+    size = 256 if ctx.quick else 512
+    images, holes = _photos(size, 4)
+    image = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    gray, known = rgb_to_gray(image), torch.from_numpy(1 - holes).float()[:, None]
+    canny = Canny()
+    start = time.perf_counter()
+    cpu = canny(gray, known)
+    cpu_ms = 1e3 * (time.perf_counter() - start)
+    gpu_canny, g, k = canny.cuda(), gray.cuda(), known.cuda()
+    gpu_canny(g, k)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    cuda = gpu_canny(g, k)
+    torch.cuda.synchronize()
+    cuda_ms = 1e3 * (time.perf_counter() - start)
+    agree = float((cuda.cpu() == cpu).float().mean())
+    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "edge pixels (CPU)": int(cpu.sum()),
+               f"CPU ms (4x{size}²)": round(cpu_ms, 1), f"CUDA ms (4x{size}²)": round(cuda_ms, 2)}
+    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge pixels agree (need 99.9%)"]
+    return {"figures": figures, "failures": failures}
+
+
+def _graph_ops():
+    """``(capture(stream, work) -> executable, launch(executable, stream), destroy(executable), name)``
+    from ``ec_runtime.cuda_graphs``, the module TrtRunner captures its graphs with."""
+    require("ec_runtime.cuda_graphs", "ec_runtime cannot be imported (run from the repository, or pip install -e .)")
+    from ec_runtime import cuda_graphs
+    from ec_runtime.errors import MissingDependencyError
+
+    try:
+        api = cuda_graphs.graph_api()
+    except MissingDependencyError as exc:
+        raise Skip(str(exc)) from None
+    return (lambda stream, work: cuda_graphs.capture(api, stream, work), api.launch, api.destroy,
+            f"ec_runtime.cuda_graphs ({api.name})")
+
+
+def check_cuda_graph(ctx: Context) -> dict:
+    """Capture a memset + device copy on a fresh stream, replay it, and check what the replays wrote."""
+    np = require("numpy", "numpy is not installed")
+    rt = CudaRuntime()
+    capture, launch, destroy, how = _graph_ops()
+    rt.set_device(0)
+    n = 1 << 20
+    nbytes = 4 * n
+    stream, src, dst = rt.stream(), rt.malloc(nbytes), rt.malloc(nbytes)
+    failures, figures, exe = [], {"graph API": how, "memory API": rt.via}, None
+    try:
+        def work():
+            rt.memset_async(dst, 0, nbytes, stream)
+            rt.memcpy_async(dst, src, nbytes, 3, stream)
+
+        exe = capture(stream, work)
+        if rt.capturing(stream):
+            failures.append("the stream is still capturing after the capture ended")
+        host = np.empty(n, np.float32)
+        for round_ in (2.0, 3.0):  # the graph copies whatever src holds when it is replayed
+            data = np.arange(n, dtype=np.float32) * round_
+            rt.memcpy(src, data.ctypes.data, nbytes, 1)
+            launch(exe, stream)
+            rt.synchronize(stream)
+            rt.memcpy(host.ctypes.data, dst, nbytes, 2)
+            if not np.array_equal(host, data):
+                failures.append(f"replay {int(round_) - 1} did not copy the current input")
+        reps = 20 if ctx.quick else 200
+        timings = {}
+        for name, step in (("graph", lambda: launch(exe, stream)), ("eager", work)):
+            step()
+            rt.synchronize(stream)
+            start = time.perf_counter()
+            for _ in range(reps):
+                step()
+            rt.synchronize(stream)
+            timings[name] = 1e6 * (time.perf_counter() - start) / reps
+        figures.update({"graph launch µs": round(timings["graph"], 1), "eager µs": round(timings["eager"], 1)})
+
+        class Boom(Exception):
+            pass
+
+        def failing_work():
+            rt.memset_async(dst, 0, nbytes, stream)
+            raise Boom("work failed during capture")
+
+        try:  # a capture whose work fails must not leave the stream capturing
+            capture(stream, failing_work)
+        except Boom:
+            pass
+        if rt.capturing(stream):
+            failures.append("a failed capture left the stream in capture mode")
+        else:
+            rt.memset_async(dst, 0, nbytes, stream)  # the stream still runs eager work
+            rt.synchronize(stream)
+        figures["failed capture leaves the stream usable"] = not rt.capturing(stream)
+    finally:
+        if exe is not None:
+            destroy(exe)
+        rt.free(src)
+        rt.free(dst)
+        rt.destroy_stream(stream)
+    return {"figures": figures, "failures": failures}
+
+
+def check_amp_train_step(ctx: Context) -> dict:
+    """Three joint-mode training steps of the paper-size networks under fp16 and bf16 autocast."""
+    torch = require("torch", "torch is not installed (pip install torch)")
+    if not torch.cuda.is_available():
+        raise Skip(f"torch {torch.__version__} has no CUDA")
+    require("ec_train.trainer", "ec_train cannot be imported (pip install -e '.[train]')")
+    from ec_train.config import TrainConfig
+    from ec_train.trainer import IG, Trainer
+
+    images, holes = _photos(256, 2)
+    batch = {"image": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
+             "mask": torch.from_numpy(holes).float()[:, None]}
+    figures, failures = {}, []
+    modes = ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    for amp in modes:
+        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=256)
+        trainer = Trainer(cfg, torch.device("cuda"))
+        before = {k: v.detach().clone() for k, v in trainer.models[IG].state_dict().items()}
+        times = []
+        for _ in range(3):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            logs, _ = trainer.train_step(batch)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        changed = any(not torch.equal(before[k], v) for k, v in trainer.models[IG].state_dict().items()
+                      if v.dtype.is_floating_point)
+        if not changed:
+            failures.append(f"{amp}: three steps left the inpaint generator's weights unchanged")
+        figures[f"{amp} ms/step"] = round(1e3 * min(times[1:]), 1)
+        figures[f"{amp} losses"] = ", ".join(f"{k} {v:.3g}" for k, v in logs.items() if k in ("e_adv", "i_l1"))
+        if amp == "fp16":
+            figures["fp16 loss scale"] = float(trainer.scaler.get_scale())
+    if "bf16" not in modes:
+        figures["bf16"] = "skipped: this GPU has no bf16"
+    return {"figures": figures, "failures": failures}

@@ -1,0 +1,396 @@
+"""GPU acceptance checks around TensorRT: gpu tests, exports, engines, comparisons, Inpainter, ec-bench.
+
+Part of ``scripts/gpu_check.py``. Engines are built with the torch-free ``ec-export engine`` (what a
+Jetson user runs) with its default profile, and used through public APIs only: ``ExportDir.engine_path``,
+``Inpainter.from_dir`` (``backend``, ``cuda_graph``) and ``ec-bench --cuda-graph``. The commands run in
+this process (as their console scripts would), so a test can run these checks on the GPU test double.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from gpu_check_cuda import Context, Skip, optional_import, require
+
+ROOT = Path(__file__).resolve().parents[1]
+# Largest |ONNX Runtime - TensorRT| on [0, 1] outputs per precision (the same Q/DQ scales and casts
+# run in both; TensorRT picks other kernels and accumulation orders).
+TOLERANCE = {"fp32": 5e-3, "fp16": 2e-2, "int8": 1e-1}
+# Least PSNR (dB) of the TensorRT Inpainter's uint8 output against ONNX Runtime's, per precision.
+MIN_PSNR = {"fp32": 40.0, "fp16": 35.0, "int8": 25.0}
+GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
+# ec-bench settings: (sizes, batches, timed iterations, warm-up calls), full and with --quick.
+FULL_BENCH = ("256,512", "1,4", "20", "3")
+QUICK_BENCH = ("256", "1", "5", "3")
+
+
+def _run(cmd: list[str], ctx: Context, what: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    try:
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=ctx.timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{what} ran past --timeout {ctx.timeout} s") from None
+
+
+def _tail(proc: subprocess.CompletedProcess, lines: int = 15) -> list[str]:
+    text = (proc.stdout + proc.stderr).strip().splitlines()[-lines:]
+    return ["```", *text, "```"]
+
+
+def _require_tensorrt():
+    trt = optional_import("tensorrt")
+    if trt is None:
+        rtx = optional_import("tensorrt_rtx") or optional_import("tensorrt_rtx_bindings")
+        hint = (" (TensorRT-RTX is installed, but the engine checks need the `tensorrt` module)" if rtx else "")
+        raise Skip("TensorRT is not installed: pip install tensorrt, or JetPack's python3-libnvinfer" + hint)
+    return trt
+
+
+# ------------------------------------------------------------------ gpu tests
+def check_gpu_tests(ctx: Context) -> dict:
+    require("pytest", "pytest is not installed (pip install -r requirements-dev.txt)")
+    xml = ctx.out / "gpu-tests.xml"
+    proc = _run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
+                 "--continue-on-collection-errors", f"--junitxml={xml}", "tests"], ctx, "pytest -m gpu")
+    if proc.returncode not in (0, 1, 5) or not xml.is_file():
+        raise RuntimeError(f"pytest exited {proc.returncode}: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+    outcome, missing = junit_outcomes(xml)
+    ran = [n for n, o in outcome.items() if o in ("passed", "failed")]
+    failed = [n for n, o in outcome.items() if o == "failed"]
+    details = ["| test | outcome |", "|---|---|"] + [f"| {n} | {o} |" for n, o in outcome.items()]
+    if missing:
+        details += ["", "Test modules not collected for want of a package (not counted as failures): "
+                    + "; ".join(f"{n} ({m})" for n, m in missing.items())]
+    if failed:
+        details += _tail(proc, 40)
+    if not ran:
+        why = sorted({o[len("skipped: "):] for o in outcome.values() if o.startswith("skipped: ")})
+        why += [f"not collected: {m}" for m in sorted(set(missing.values()))]
+        raise Skip("no gpu test ran here: " + ("; ".join(why) or "none selected"))
+    return {"figures": {"gpu tests": len(outcome), "passed": len(ran) - len(failed), "failed": len(failed),
+                        "skipped": len(outcome) - len(ran), "modules not collected": len(missing)},
+            "details": details, "failures": [f"{len(failed)} gpu test(s) failed: {', '.join(failed)}"] if failed else []}
+
+
+def junit_outcomes(xml: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """({test: "passed" | "failed" | "skipped: why"}, {module not collected: the missing package}) from pytest's XML.
+
+    A module that fails to import because a package is missing (``ModuleNotFoundError``) goes into the
+    second dict: on a machine set up with only some packages that is a skip, not a failure.
+    """
+    outcome, missing = {}, {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
+        error = case.find("error")
+        if error is not None and error.get("message") == "collection failure":
+            found = re.search(r"No module named '([^']+)'", error.text or "")
+            if found:
+                missing[name] = f"no module {found.group(1)}"
+                continue
+        skipped = case.find("skipped")
+        outcome[name] = ("failed" if case.find("failure") is not None or error is not None else
+                         f"skipped: {skipped.get('message')}" if skipped is not None else "passed")
+    return outcome, missing
+
+
+# ------------------------------------------------------------------ exports
+def check_export(ctx: Context) -> dict:
+    _require_tensorrt()  # the exports only feed the engine checks
+    require("torch", "torch is not installed: exporting needs pip install -e '.[export]'")
+    require("onnx", "onnx is not installed: exporting needs pip install -e '.[export]'")
+    import torch
+
+    from ec_export.exporter import export_checkpoints, export_models
+    from ec_train.pretrained import demo_checkpoint
+    from ec_train.registry import create_model
+
+    precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
+    exports, figures = {}, {}
+    start = time.perf_counter()
+    exports["demo"] = ctx.out / "export-demo"
+    export_checkpoints([demo_checkpoint()], exports["demo"], precisions=precisions, progress=False)
+    figures["demo s"] = round(time.perf_counter() - start, 1)
+    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels) with random weights
+        start = time.perf_counter()
+        torch.manual_seed(0)
+        exports["paper"] = ctx.out / "export-paper"
+        export_models(create_model("edgeconnect", "edge"), create_model("edgeconnect", "inpaint"), exports["paper"],
+                      precisions=precisions, progress=False, source={"note": "random weights (gpu_check.py)"})
+        figures["paper-size s"] = round(time.perf_counter() - start, 1)
+    ctx.state["exports"] = exports
+    details = []
+    for name, path in exports.items():
+        info = json.loads((path / "export.json").read_text())
+        files = sorted({f for per in info["models"].values() for f in per.values()})
+        details.append(f"- {name}: `{path}`: {', '.join(files)}")
+    return {"figures": figures, "details": details}
+
+
+def onnx_files(export_dir: Path) -> list[str]:
+    """The ONNX files an export lists for Canny and the two generators, each once."""
+    info = json.loads((export_dir / "export.json").read_text())
+    return sorted({name for kind in ("canny", "edge", "inpaint") for name in info["models"].get(kind, {}).values()})
+
+
+# ------------------------------------------------------------------ engines
+def run_cli(command, args: list[str]) -> tuple[bool, str]:
+    """Run a click command in this process (so it sees the same modules), as its console script would.
+
+    Returns (succeeded, what it printed). Its one-line errors come back as text, not exceptions.
+    """
+    import click
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            command.main(args, standalone_mode=False)
+        return True, out.getvalue()
+    except click.ClickException as exc:
+        return False, out.getvalue() + f"Error: {exc.format_message()}"
+    except SystemExit as exc:  # click exits on --help and usage errors
+        return exc.code in (0, None), out.getvalue()
+
+
+def check_engines(ctx: Context) -> dict:
+    trt = _require_tensorrt()
+    from ec_export.cli import DEFAULT_SHAPES
+    from ec_export.cli import main as ec_export
+    from ec_runtime.exportdir import ExportDir
+
+    figures = {"TensorRT": trt.__version__, "profile (ec-export engine default)": DEFAULT_SHAPES}
+    details = ["| export | ONNX | engine MiB | recorded in export.json |", "|---|---|---|---|"]
+    failures = []
+    for name, export_dir in ctx.state["exports"].items():
+        files = onnx_files(export_dir)
+        start = time.perf_counter()
+        ok, printed = run_cli(ec_export, ["engine", *(str(export_dir / f) for f in files),
+                                          "--timing-cache", str(ctx.out / "trt.timing.cache")])
+        figures[f"{name} build s"] = round(time.perf_counter() - start, 1)
+        if not ok:
+            failures.append(f"ec-export engine failed on the {name} export: {printed.strip().splitlines()[-1:]}")
+            details += ["```", *printed.strip().splitlines()[-15:], "```"]
+            continue
+        export = ExportDir.open(export_dir)
+        for f in files:
+            kind, precision = _kind_precision(f)
+            engine = export_dir / f.replace(".onnx", ".engine")
+            recorded = export.engine_path(kind, precision) is not None
+            size = f"{engine.stat().st_size / 2**20:.1f}" if engine.is_file() else "missing"
+            details.append(f"| {name} | {f} | {size} | {'yes' if recorded else 'NO'} |")
+            if not recorded:
+                failures.append(f"{name}/{f}: `ec-export engine` built it but export.json does not record it, "
+                                "so backend='auto' would not use it")
+    return {"figures": figures, "details": details, "failures": failures}
+
+
+def _kind_precision(onnx_name: str) -> tuple[str, str]:
+    """``edge.fp16.onnx`` -> ``("edge", "fp16")``; ``canny.onnx`` -> ``("canny", "fp32")``."""
+    parts = onnx_name.split(".")
+    return parts[0], parts[1] if len(parts) == 3 else "fp32"
+
+
+def precisions_of(export_dir: Path, quick: bool) -> list[str]:
+    """The precisions both generators were exported in (FP32 and FP16 only with --quick)."""
+    from ec_runtime.exportdir import ExportDir
+
+    wanted = ("fp32", "fp16") if quick else ("fp32", "fp16", "int8")
+    return [p for p in ExportDir.open(export_dir).precisions() if p in wanted]
+
+
+# ------------------------------------------------------------------ engine vs ONNX Runtime
+def feeds(size: int = 256) -> dict[str, "object"]:
+    """Every input the three models take, from a real photo with a hole (NCHW float32)."""
+    import numpy as np
+
+    from gpu_check_cuda import _photos
+
+    images, holes = _photos(size, 1)
+    image = images.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    gray = np.einsum("nchw,c->nhw", image, np.asarray(GRAY_WEIGHTS, np.float32))[:, None].astype(np.float32)
+    return {"image": image, "gray": gray, "mask": holes[:, None].astype(np.float32)}
+
+
+def compare_runners(reference, other, feed: dict, atol: float, binary: bool = False) -> tuple[bool, list[dict]]:
+    """Run two Polygraphy runners on ``feed`` with Polygraphy's Comparator.
+
+    Returns (passed, rows): per output the max and mean |difference| and, for a ``binary`` map (Canny),
+    how many pixels flipped, which must be none.
+    """
+    import numpy as np
+    from polygraphy import comparator
+
+    simple = getattr(comparator, "SimpleCompareFunc", None) or comparator.CompareFunc.simple  # before 0.50
+    results = comparator.Comparator.run([reference, other], data_loader=[feed])
+    accuracy = comparator.Comparator.compare_accuracy(results, compare_func=simple(atol=atol, rtol=0))
+    (_, ref_iters), (_, other_iters) = list(results.items())[:2]
+    rows, passed = [], bool(accuracy)
+    for name, want in ref_iters[0].items():
+        diff = np.abs(np.asarray(other_iters[0][name], np.float64) - np.asarray(want, np.float64))
+        row = {"output": name, "max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+        if binary:
+            row["flipped"] = int((diff > 0.5).sum())
+            passed &= row["flipped"] == 0
+        rows.append(row)
+    return passed, rows
+
+
+def _inputs_of(path: Path) -> list[str]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
+
+
+def check_engines_vs_onnxruntime(ctx: Context) -> dict:
+    _require_tensorrt()
+    require("polygraphy", "polygraphy is not installed (pip install polygraphy)")
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    base = feeds()
+    details = ["| export | model | output | max abs diff | mean abs diff | flipped px | tolerance | ok |",
+               "|---|---|---|---|---|---|---|---|"]
+    failures, compared = [], 0
+    for name, export_dir in ctx.state["exports"].items():
+        canny = OnnxrtRunner(SessionFromOnnx(str(export_dir / "canny.onnx"), providers=["cpu"]))
+        with canny:
+            edges = canny.infer({"gray": base["gray"], "mask": base["mask"]})
+        all_inputs = dict(base, edges=next(iter(edges.values())))
+        for f in onnx_files(export_dir):
+            precision = _kind_precision(f)[1]
+            onnx_path, engine = export_dir / f, export_dir / f.replace(".onnx", ".engine")
+            feed = {k: all_inputs[k] for k in _inputs_of(onnx_path)}
+            is_canny = f.startswith("canny")
+            ok, rows = compare_runners(OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["cpu"])),
+                                       TrtRunner(EngineFromBytes(engine.read_bytes())), feed,
+                                       atol=0.5 if is_canny else TOLERANCE[precision], binary=is_canny)
+            compared += 1
+            tol = "0 flipped" if is_canny else f"{TOLERANCE[precision]:g}"
+            for r in rows:
+                details.append(f"| {name} | {f} | {r['output']} | {r['max_abs']:.2e} | {r['mean_abs']:.2e} | "
+                               f"{r.get('flipped', '')} | {tol} | {'yes' if ok else 'NO'} |")
+            if not ok:
+                failures.append(f"{name}/{f} differs from ONNX Runtime beyond {tol}")
+    return {"figures": {"engines compared": compared}, "details": details, "failures": failures}
+
+
+# ------------------------------------------------------------------ the Inpainter on TensorRT
+def _psnr(a, b) -> float:
+    import numpy as np
+
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def check_inpainter(ctx: Context) -> dict:
+    _require_tensorrt()
+    require("pycuda", "pycuda is not installed: the runtime's TensorRT path needs it (pip install pycuda, "
+                      "built on the device)")
+    import numpy as np
+
+    from ec_runtime.pipeline import Inpainter
+    from gpu_check_cuda import _photos
+
+    images, holes = _photos(256, 4)
+    big, big_hole = _photos(1024, 1)
+    small_hole = np.zeros((768, 1024), np.uint8)
+    small_hole[300:360, 500:580] = 1  # one small hole in a large photo: the crop strategy sends a small box
+    cases = {"256² batch 4": lambda p: np.stack(p.inpaint_batch(list(images), list(holes))),
+             "odd 181x250": lambda p: p.inpaint(images[0][:181, :250], holes[0][:181, :250]),
+             "crop 1024x768": lambda p: p.inpaint(big[0][:768], small_hole, strategy="crop")}
+    details = ["| export | precision | case | CUDA graph | PSNR vs ORT (dB) | max abs diff | pixels off by >1 | ok |",
+               "|---|---|---|---|---|---|---|---|"]
+    failures = []
+    for name, export_dir in ctx.state["exports"].items():
+        for precision in precisions_of(export_dir, ctx.quick):
+            with Inpainter.from_dir(export_dir, backend="onnxruntime", providers="cpu", precision=precision) as ort:
+                want = {case: fn(ort) for case, fn in cases.items()}
+            for graph in (False, True):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    trt = Inpainter.from_dir(export_dir, backend="auto", precision=precision, cuda_graph=graph)
+                with trt:
+                    if trt.backend != "tensorrt":
+                        why = "; ".join(str(w.message) for w in caught) or "no warning given"
+                        failures.append(f"{name} {precision}: backend='auto' chose {trt.backend}, not tensorrt ({why})")
+                        continue
+                    order = list(cases) + ([next(iter(cases))] if graph else [])  # A, B, C, A: graphs per shape
+                    for case in order:
+                        got = cases[case](trt)
+                        diff = np.abs(got.astype(int) - want[case].astype(int))
+                        psnr = _psnr(got, want[case])
+                        ok = psnr >= MIN_PSNR[precision]
+                        details.append(f"| {name} | {precision} | {case} | {'on' if graph else 'off'} | {psnr:.1f} | "
+                                       f"{diff.max()} | {100 * float((diff > 1).mean()):.3f}% | {'yes' if ok else 'NO'} |")
+                        if not ok:
+                            failures.append(f"{name} {precision} {case} (graph {'on' if graph else 'off'}): "
+                                            f"PSNR {psnr:.1f} dB < {MIN_PSNR[precision]}")
+    return {"figures": {"cases": len(details) - 2}, "details": details, "failures": failures}
+
+
+# ------------------------------------------------------------------ ec-bench
+def check_bench(ctx: Context) -> dict:
+    _require_tensorrt()
+    require("pycuda", "pycuda is not installed: ec-bench's TensorRT rows need it (pip install pycuda)")
+    from benchmarks.cli import main as ec_bench
+
+    sizes, batches, iters, warmup = QUICK_BENCH if ctx.quick else FULL_BENCH
+    runs, details, failures = {}, [], []
+    for name, export_dir in ctx.state["exports"].items():
+        precisions = ",".join(precisions_of(export_dir, ctx.quick))
+        for graph in (False, True):
+            out = ctx.out / "bench" / f"{name}-graph-{'on' if graph else 'off'}"
+            args = [str(export_dir), "--backends", "tensorrt" if graph else "onnxruntime,tensorrt",
+                    "--precisions", precisions, "--sizes", sizes, "--batch", batches, "--iters", iters,
+                    "--warmup", warmup, "-q", "--json", str(out / "report.json"), "--markdown", str(out / "report.md"),
+                    "--plot", str(out / "report.png")] + (["--cuda-graph"] if graph else [])
+            ok, printed = run_cli(ec_bench, args)
+            if not ok:
+                failures.append(f"ec-bench on {name} (graphs {'on' if graph else 'off'}) failed: "
+                                f"{printed.strip().splitlines()[-1:]}")
+                details += ["```", *printed.strip().splitlines()[-15:], "```"]
+                continue
+            report = json.loads((out / "report.json").read_text())
+            runs[(name, graph)] = report
+            for s in report["skipped"]:
+                if s["backend"] == "tensorrt":
+                    failures.append(f"{name}: ec-bench skipped tensorrt {s['precision']}: {s['reason']}")
+    rows = bench_table(runs)
+    details = ["| export | precision | size | batch | ORT ms | TRT ms | TRT + graph ms | graph speed-up | TRT img/s |",
+               "|---|---|---|---|---|---|---|---|---|"] + rows + details
+    return {"figures": {"rows": len(rows)}, "details": details, "failures": failures}
+
+
+def bench_table(runs: dict) -> list[str]:
+    """Markdown rows joining ec-bench reports keyed by (export name, cuda_graph)."""
+    cells: dict[tuple, dict] = {}
+    for (name, graph), report in runs.items():
+        for r in report["rows"]:
+            key = (name, r["precision"], r["size"], r["batch"])
+            column = "ort" if r["backend"] == "onnxruntime" else ("graph" if graph else "trt")
+            cells.setdefault(key, {})[column] = r
+    order = {"fp32": 0, "fp16": 1, "int8": 2}
+    lines = []
+    for key in sorted(cells, key=lambda k: (k[0], order.get(k[1], 3), k[2], k[3])):
+        c = cells[key]
+
+        def ms(col):
+            return f"{c[col]['latency']['mean_ms']:.2f}" if col in c else "-"
+
+        speedup = (f"{c['trt']['latency']['mean_ms'] / c['graph']['latency']['mean_ms']:.2f}x"
+                   if "trt" in c and "graph" in c else "-")
+        best = min((c[k] for k in ("trt", "graph") if k in c), key=lambda r: r["latency"]["mean_ms"], default=None)
+        img_s = f"{best['throughput_img_s']:.1f}" if best else "-"
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]}² | {key[3]} | {ms('ort')} | {ms('trt')} | {ms('graph')} | "
+                     f"{speedup} | {img_s} |")
+    return lines
