@@ -97,20 +97,6 @@ def load_torch_pair(export_info: dict):
     return edge, inpaint
 
 
-class _TimedRunner:
-    """Wraps a runner's ``infer`` to add its time to a stage total."""
-
-    def __init__(self, runner, stage: str, record: Callable[[str, float], None]):
-        self._infer, self._stage, self._record = runner.infer, stage, record
-        runner.infer = self
-
-    def __call__(self, feed):
-        start = time.perf_counter()
-        out = self._infer(feed)
-        self._record(self._stage, time.perf_counter() - start)
-        return out
-
-
 def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times, skipped):
     cases: dict[tuple[str, str], Callable[[], np.ndarray]] = {}
     closers = []
@@ -148,10 +134,9 @@ def _build_cases(cfg: BenchConfig, export_info: dict, images, masks, stage_times
                 continue
             closers.append(inp.close)
             rec = stage_times[(backend, precision)]
-            runners = getattr(inp.stages, "runners", {})
-            if isinstance(runners, dict):
-                for stage, runner in runners.items():
-                    _TimedRunner(runner, stage, lambda s, t, rec=rec: rec[s].append(t))
+            # ONNX Runtime times each session (and, on CUDA, the copies); TensorRT times H2D, each
+            # engine and D2H with CUDA events, as trtexec reports them
+            inp.stages.timer = lambda s, t, rec=rec: rec[s].append(t)
             cases[(backend, precision)] = (lambda inp=inp: np.stack(inp.inpaint_batch(list(images), list(masks))))
     return cases, closers
 

@@ -40,8 +40,8 @@ def markdown_table(rows: list[dict]) -> str:
     """The headline table: one line per backend/precision/size/batch."""
     lines = [
         "| backend | precision | size | batch | mean ms | p50 | p90 | p99 | min | img/s | speed-up vs torch "
-        "| canny ms | edge ms | inpaint ms | PSNR dB | peak RSS MB | efficiency |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| H2D ms | canny ms | edge ms | inpaint ms | D2H ms | PSNR dB | peak RSS MB | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lat, st = r["latency"], r["stages_ms"]
@@ -49,7 +49,8 @@ def markdown_table(rows: list[dict]) -> str:
             r["backend"], r["precision"], f"{r['size']}²", str(r["batch"]),
             _fmt(lat["mean_ms"]), _fmt(lat["p50_ms"]), _fmt(lat["p90_ms"]), _fmt(lat["p99_ms"]), _fmt(lat["min_ms"]),
             _fmt(r["throughput_img_s"], 2), _fmt(r["speedup_vs_torch"], 2) + "×",
-            _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
+            _fmt(st.get("h2d")), _fmt(st.get("canny")), _fmt(st.get("edge")), _fmt(st.get("inpaint")),
+            _fmt(st.get("d2h")),
             _psnr_cell(r), _fmt(r["peak_rss_mb"], 0),
             (_fmt(100 * r["efficiency"], 0) + "%") if r["efficiency"] is not None else "-",
         ]) + " |")
@@ -66,7 +67,9 @@ def write_markdown(result: dict, path: str | Path) -> Path:
         f"- ceiling: {_fmt(result.get('ceiling_gflops_per_s'))} GFLOP/s (one large fp32 conv, `python -m benchmarks.ceiling`)",
         "", "Latency is per call (one batch), end to end, from uint8 images in to uint8 images out. Speed-ups "
         "are against the `torch` baseline (skimage Canny on the host, eager fp32 generators) measured "
-        "in the same run, interleaved. PSNR is of the final image against that baseline.", "",
+        "in the same run, interleaved. PSNR is of the final image against that baseline. Stage columns: "
+        "H2D / D2H are the host-device copies (GPU rows: CUDA events for TensorRT, synchronous ONNX Runtime "
+        "calls for CUDA), the model columns the time in each model; the rest of a call is host work.", "",
         markdown_table(result["rows"]), "",
     ]
     if result.get("skipped"):

@@ -197,3 +197,38 @@ def test_auto_falls_back_to_onnxruntime_with_a_warning(engines, monkeypatch):
         monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.warns(RuntimeWarning, match="pycuda"):
         assert Inpainter.from_dir(engines, backend="auto").backend == "onnxruntime"
+
+
+def _bench_stages(export, backend):
+    from benchmarks.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(export_dir=export, backends=(backend,), precisions=("fp32",), sizes=(64,), batches=(2,),
+                      warmup=1, iters=2, threads=1, ceiling_gflops=None)
+    result = run_bench(cfg, progress=False)
+    assert not result["skipped"], result["skipped"]
+    return result["rows"][0]["stages_ms"]
+
+
+def test_ec_bench_times_transfers_and_engines_on_tensorrt(engines, gpu):
+    stages = _bench_stages(engines, "tensorrt")
+    assert {"h2d", "canny", "edge", "inpaint", "d2h", "host"} <= set(stages)
+    assert all(np.isfinite(v) and v >= 0 for v in stages.values())
+
+
+def test_ec_bench_times_transfers_and_sessions_on_onnxruntime_cuda(engines, monkeypatch):
+    """The ORT-CUDA path (IO binding, OrtValues on the device) with the device swapped for the host."""
+    import onnxruntime as ort
+
+    from ec_runtime.runners import OrtRunner
+
+    def infer_on_device(self, feed):
+        host = {k: v.numpy() if isinstance(v, ort.OrtValue) else v for k, v in feed.items()}
+        return {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in self.infer(host).items()}
+
+    monkeypatch.setattr(OrtRunner, "on_cuda", property(lambda self: self.session is not None))
+    monkeypatch.setattr(OrtRunner, "to_device", lambda self, a: ort.OrtValue.ortvalue_from_numpy(
+        np.ascontiguousarray(a, np.float32)))
+    monkeypatch.setattr(OrtRunner, "infer_on_device", infer_on_device)
+    stages = _bench_stages(engines, "onnxruntime")
+    assert {"h2d", "canny", "edge", "inpaint", "d2h", "host"} <= set(stages)
+    assert stages["canny"] > 0 and stages["inpaint"] > 0
