@@ -104,13 +104,39 @@ class LocalServer:
             self.process.wait(60)
 
 
-def batch_counts(metrics_url: str | None, model: str = "edge") -> tuple[float, float] | None:
-    """Triton's (nv_inference_count, nv_inference_exec_count) of ``model``, or None without metrics."""
+STAT_MODELS = ("edgeconnect", "canny", "edge", "inpaint")
+STAT_METRICS = ("request_success", "count", "exec_count", "request_duration_us", "queue_duration_us",
+                "compute_input_duration_us", "compute_infer_duration_us", "compute_output_duration_us")
+
+
+def server_counters(metrics_url: str | None) -> dict[tuple[str, str], float] | None:
+    """Triton's cumulative per-model counters ``{(metric, model): value}`` (``nv_inference_`` dropped)."""
     if not metrics_url:
         return None
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    values = dict(re.findall(rf'^(nv_inference_(?:exec_)?count)\{{model="{model}",version="1"\}} (\S+)$', text, re.M))
-    return float(values["nv_inference_count"]), float(values["nv_inference_exec_count"])
+    return {(m, model): float(v) for m, model, v in
+            re.findall(r'^nv_inference_(\w+)\{model="(\w+)",version="1"\} (\S+)$', text, re.M)
+            if m in STAT_METRICS and model in STAT_MODELS}
+
+
+def breakdown(delta: dict[tuple[str, str], float]) -> dict:
+    """Per-request server times (ms) from counter deltas: the ensemble's request duration, and for each
+    stage its queueing, its compute (the python backend's execute: ONNX Runtime and the stub's copies)
+    and its input/output copies, plus the average batch the dynamic batcher formed."""
+    out = {}
+    requests = delta.get(("request_success", "edgeconnect"), 0)
+    if requests:
+        out["ensemble_request_ms"] = delta.get(("request_duration_us", "edgeconnect"), 0) / requests / 1e3
+    for stage in ("canny", "edge", "inpaint"):
+        n = delta.get(("request_success", stage), 0)
+        if not n:
+            continue
+        ms = {k: delta.get((f"{k}_duration_us", stage), 0) / n / 1e3 for k in ("queue", "compute_infer")}
+        ms["copies"] = sum(delta.get((f"compute_{k}_duration_us", stage), 0) for k in ("input", "output")) / n / 1e3
+        execs = delta.get(("exec_count", stage), 0)
+        ms["avg_batch"] = delta.get(("count", stage), 0) / execs if execs else None
+        out[stage] = ms
+    return out
 
 
 def run_chunk(painter, image, mask, concurrency: int, requests: int) -> tuple[list[float], float]:
@@ -136,25 +162,26 @@ def measure(local, remote, metrics_url, sizes, concurrencies, requests, rounds, 
         for conc in concurrencies:
             n = max(requests, 4 * conc)
             per_round = max(conc, n // rounds)
-            acc = {m: {"lat": [], "wall": 0.0, "count": 0, "exec": 0.0, "req": 0.0} for m in ("in-process", "triton")}
+            acc = {m: {"lat": [], "wall": 0.0, "count": 0, "delta": {}} for m in ("in-process", "triton")}
             for r in range(rounds):
                 order = [("in-process", local), ("triton", remote)]
                 for mode, painter in (order if r % 2 == 0 else order[::-1]):
-                    before = batch_counts(metrics_url) if mode == "triton" else None
+                    before = server_counters(metrics_url) if mode == "triton" else None
                     lat, wall = run_chunk(painter, image, mask, conc, per_round)
-                    after = batch_counts(metrics_url) if mode == "triton" else None
+                    after = server_counters(metrics_url) if mode == "triton" else None
                     a = acc[mode]
                     a["lat"] += lat
                     a["wall"] += wall
                     a["count"] += len(lat)
-                    if before and after:
-                        a["req"] += after[0] - before[0]
-                        a["exec"] += after[1] - before[1]
+                    if before is not None and after is not None:
+                        for key, value in after.items():
+                            a["delta"][key] = a["delta"].get(key, 0.0) + value - before.get(key, 0.0)
             for mode, a in acc.items():
                 row = {"size": size, "concurrency": conc, "mode": mode, "requests": a["count"],
                        **latency_stats(a["lat"]), "throughput_img_s": a["count"] / a["wall"]}
-                if mode == "triton" and a["exec"]:
-                    row["avg_batch"] = a["req"] / a["exec"]
+                if mode == "triton" and a["delta"]:
+                    row["server"] = breakdown(a["delta"])
+                    row["avg_batch"] = row["server"].get("edge", {}).get("avg_batch")
                 rows.append(row)
                 progress(f"{size}² conc {conc} {mode:10s} p50 {row['p50_ms']:8.1f} ms  "
                          f"{row['throughput_img_s']:.2f} img/s" + (f"  batch {row['avg_batch']:.2f}"
@@ -205,6 +232,24 @@ def markdown(result: dict) -> str:
     for c in result["comparison"]:
         vs1 = f"{c['throughput_vs_inprocess_batch1']:.2f}×" if c["throughput_vs_inprocess_batch1"] else ""
         lines.append(f"| {c['size']}² | {c['concurrency']} | {c['p50_ratio']:.2f}× | {c['throughput_ratio']:.2f}× | {vs1} |")
+    served = [r for r in result["rows"] if r.get("server")]
+    if served:
+        lines += ["", "Where a served request's time goes (mean ms per request, from Triton's metrics): the client's "
+                  "latency, the ensemble's time inside the server, and per stage the time queued and in "
+                  "`execute` (ONNX Runtime plus the python backend's copies), with the average batch.", "",
+                  "| size | concurrency | client mean | in server | canny queue / execute | edge queue / execute | "
+                  "inpaint queue / execute | avg batch (edge) |", "|---|---|---|---|---|---|---|---|"]
+        for r in served:
+            sv = r["server"]
+
+            def cell(stage):
+                st = sv.get(stage)
+                return f"{st['queue']:.0f} / {st['compute_infer']:.0f}" if st else ""
+
+            batch = f"{r['avg_batch']:.2f}" if r.get("avg_batch") else ""
+            lines.append(f"| {r['size']}² | {r['concurrency']} | {r['mean_ms']:.0f} | "
+                         f"{sv.get('ensemble_request_ms', 0):.0f} | {cell('canny')} | {cell('edge')} | "
+                         f"{cell('inpaint')} | {batch} |")
     return "\n".join(lines) + "\n"
 
 

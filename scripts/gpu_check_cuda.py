@@ -43,6 +43,7 @@ class Context:
     quick: bool = False
     timeout: int = 3600
     log: Callable[[str], None] = print
+    exports_given: list[Path] = field(default_factory=list)  # --export: use these instead of exporting
     env: dict = field(default_factory=dict)     # filled by check_environment
     state: dict = field(default_factory=dict)   # values one check hands to the next (export dirs, ...)
 

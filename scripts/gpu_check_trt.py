@@ -106,6 +106,8 @@ def junit_outcomes(xml: Path) -> tuple[dict[str, str], dict[str, str]]:
 # ------------------------------------------------------------------ exports
 def check_export(ctx: Context) -> dict:
     _require_tensorrt()  # the exports only feed the engine checks
+    if ctx.exports_given:
+        return _copy_exports(ctx)
     require("torch", "torch is not installed: exporting needs pip install -e '.[export]'")
     require("onnx", "onnx is not installed: exporting needs pip install -e '.[export]'")
     import torch
@@ -134,6 +136,30 @@ def check_export(ctx: Context) -> dict:
         files = sorted({f for per in info["models"].values() for f in per.values()})
         details.append(f"- {name}: `{path}`: {', '.join(files)}")
     return {"figures": figures, "details": details}
+
+
+def _copy_exports(ctx: Context) -> dict:
+    """``--export DIR``: copy each given export directory (engines are written next to its ONNX files
+    and into its export.json, so the user's own directory stays untouched). No torch needed."""
+    import shutil
+
+    from ec_runtime.exportdir import ExportDir
+
+    exports, details = {}, []
+    for given in ctx.exports_given:
+        ExportDir.open(given)  # one clear error for a directory that is not an export
+        name = Path(given).resolve().name
+        while name in exports:
+            name += "+"
+        target = ctx.out / f"export-{name}"
+        shutil.copytree(given, target, ignore=shutil.ignore_patterns("*.engine", "*.engine.json"))
+        info = json.loads((target / "export.json").read_text())
+        info.pop("engines", None)  # engines of another machine are rebuilt here
+        (target / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+        exports[name] = target
+        details.append(f"- {name}: copied from `{given}` to `{target}`")
+    ctx.state["exports"] = exports
+    return {"figures": {"exports": len(exports)}, "details": details}
 
 
 def onnx_files(export_dir: Path) -> list[str]:

@@ -67,6 +67,7 @@ def test_prerequisites_that_did_not_run_are_named(tmp_path):
     (["--only", "cuda_graph,warp_drive"], "unknown check warp_drive; choose from environment, cuda_device"),
     (["--skip", "nope"], "unknown check nope"),
     (["--timeout", "0"], "--timeout must be positive"),
+    (["--export", "/nonexistent/export"], "--export /nonexistent/export is not an export directory"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     proc = _run("--out", tmp_path / "r", *args)

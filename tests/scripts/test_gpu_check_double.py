@@ -34,16 +34,19 @@ def tiny_export(tmp_path_factory):
 def test_engine_inpainter_and_bench_checks_pass_on_the_double(tiny_export, tmp_path, monkeypatch):
     gpu, _ = install(monkeypatch)
     monkeypatch.setattr(gpu_check_trt, "QUICK_BENCH", ("64", "1", "2", "1"))  # the double is slow
-    export = tmp_path / "export"
+    export = tmp_path / "tiny"
     shutil.copytree(tiny_export, export)
-    ctx = gpu_check_cuda.Context(out=tmp_path / "report", quick=True)
+    ctx = gpu_check_cuda.Context(out=tmp_path / "report", quick=True, exports_given=[export])
     ctx.out.mkdir()
-    ctx.state["exports"] = {"tiny": export}
+    given = gpu_check_trt.check_export(ctx)  # --export: copied, the user's directory is left alone
+    assert given["figures"] == {"exports": 1} and ctx.state["exports"] == {"tiny": ctx.out / "export-tiny"}
 
     engines = gpu_check_trt.check_engines(ctx)
     assert engines["failures"] == []
     rows = [r for r in engines["details"] if r.startswith("| tiny |")]
     assert len(rows) == 6 and all(r.endswith("| yes |") for r in rows)  # canny, edge, inpaint x fp32, fp16
+
+    assert not list(export.glob("*.engine")) and "engines" not in (export / "export.json").read_text()
 
     painted = gpu_check_trt.check_inpainter(ctx)
     assert painted["failures"] == [], painted["failures"]
