@@ -232,3 +232,24 @@ def test_ec_bench_times_transfers_and_sessions_on_onnxruntime_cuda(engines, monk
     stages = _bench_stages(engines, "onnxruntime")
     assert {"h2d", "canny", "edge", "inpaint", "d2h", "host"} <= set(stages)
     assert stages["canny"] > 0 and stages["inpaint"] > 0
+
+
+def test_engines_built_into_a_subfolder_are_recorded_relative_to_the_export(lite_export, tmp_path, monkeypatch):
+    from ec_export.cli import main
+    from ec_runtime.exportdir import ExportDir
+
+    install(monkeypatch)
+    export = tmp_path / "export"
+    shutil.copytree(lite_export, export)
+    result = CliRunner().invoke(main, ["engine", str(export / "canny.onnx"), "-o", str(export / "plans")])
+    assert result.exit_code == 0 and "recorded in" in result.output, result.output
+    entry = json.loads((export / "export.json").read_text())["engines"]["canny.fp32"]
+    assert entry == {"engine": "plans/canny.engine", "sidecar": "plans/canny.engine.json"}
+    assert ExportDir.open(export).engine_path("canny", "fp32") == export / "plans/canny.engine"
+    result = CliRunner().invoke(main, ["engine", str(export / "edge.onnx"), "-o", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0 and "not recorded" in result.output  # the runtime follows no path out of DIR
+    assert "edge.fp32" not in json.loads((export / "export.json").read_text())["engines"]
+    loose = tmp_path / "loose.onnx"
+    shutil.copy(lite_export / "canny.onnx", loose)  # not part of an export directory: nothing to record
+    result = CliRunner().invoke(main, ["engine", str(loose)])
+    assert result.exit_code == 0 and "recorded" not in result.output
