@@ -100,9 +100,16 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
                                             max_side=max_side)
         else:
-            painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
-                                         precision=precision, device=device, threads=threads, edge_merge=edge_merge,
-                                         strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:  # e.g. auto not using mismatched engines
+                warnings.simplefilter("always", RuntimeWarning)
+                painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
+                                             precision=precision, device=device, threads=threads,
+                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
+                                             max_side=max_side)
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
     except EcRuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     try:

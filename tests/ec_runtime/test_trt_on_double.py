@@ -253,3 +253,18 @@ def test_engines_built_into_a_subfolder_are_recorded_relative_to_the_export(lite
     shutil.copy(lite_export / "canny.onnx", loose)  # not part of an export directory: nothing to record
     result = CliRunner().invoke(main, ["engine", str(loose)])
     assert result.exit_code == 0 and "recorded" not in result.output
+
+
+def test_ec_inpaint_reports_the_fallback_as_one_warning_line(engines, monkeypatch, tmp_path):
+    from ec_runtime.cli import main
+
+    install(monkeypatch, version="10.8.0")
+    img, mask = photo_and_mask("astronaut", 64, 0)
+    cv2.imwrite(str(tmp_path / "a.png"), img[..., ::-1])
+    cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
+    result = CliRunner().invoke(main, [str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                                       str(tmp_path / "out.png"), "--model", str(engines)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "not used" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: TensorRT engines in ")
+    assert "with onnxruntime" in result.output and "Traceback" not in result.output
