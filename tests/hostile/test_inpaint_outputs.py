@@ -151,11 +151,11 @@ def test_an_interrupted_run_leaves_whole_files_and_no_temporaries(tmp_path, demo
 
     real, calls = imageio._encode, []
 
-    def encode_then_stop(path, image):
+    def encode_then_stop(path, image, tmp):
         calls.append(path)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(path, image)
+        return real(path, image, tmp)
 
     monkeypatch.setattr(imageio, "_encode", encode_then_stop)
     inpaint_cli([tmp_path / "in", "--mask", tmp_path / "m.png", "-o", tmp_path / "out", "--model", demo_export],
