@@ -75,6 +75,7 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     \b
     ec-inpaint photo.jpg --mask hole.png -o filled.png
     ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
+    ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
     """
     from ec_runtime.errors import EcRuntimeError
     from ec_runtime.jobs import check_output_dir, plan_jobs
@@ -99,9 +100,16 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
                                             max_side=max_side)
         else:
-            painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
-                                         precision=precision, device=device, threads=threads, edge_merge=edge_merge,
-                                         strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:  # e.g. auto not using mismatched engines
+                warnings.simplefilter("always", RuntimeWarning)
+                painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
+                                             precision=precision, device=device, threads=threads,
+                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
+                                             max_side=max_side)
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
     except EcRuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -122,10 +122,15 @@ def _cuda_python():
 
 
 def _libcudart():
+    import os
+
     names = list(LIBCUDART_NAMES)
     found = ctypes.util.find_library("cudart")
     if found:
         names.insert(0, found)
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):  # JetPack's place
+        if home:
+            names.append(os.path.join(home, "lib64", "libcudart.so"))
     for name in names:
         with suppress(OSError):
             return ctypes.CDLL(name)

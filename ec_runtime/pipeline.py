@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numbers
 import os
+import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundE
 from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
 from ec_runtime.imageio import MIN_SIDE, check_pair, empty_mask_note, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
-from ec_runtime.runners import OrtRunner
+from ec_runtime.runners import OrtRunner, primary_provider
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
@@ -52,30 +53,49 @@ class OrtStages:
     """canny, edge and inpaint models as three ONNX Runtime sessions."""
 
     def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
-        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        self.variant = export.model_variant(precision, primary_provider(providers, device))
+        self.runners = {k: OrtRunner(export.model_path(k, self.variant), providers, threads, device) for k in KINDS}
         for r in self.runners.values():
             r.activate()
         self.providers = self.runners["edge"].session.get_providers()
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds), for ec-bench
+
+    def _timed(self, stage: str, fn, *args):
+        if self.timer is None:
+            return fn(*args)
+        start = time.perf_counter()
+        out = fn(*args)
+        self.timer(stage, time.perf_counter() - start)
+        return out
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
         if self.runners["edge"].on_cuda:
             return self._on_device(image, gray, mask, edges_key, want_edges)
-        edges = self.runners["canny"].infer({"gray": gray, "mask": mask})["edges"]
-        stage1 = self.runners["edge"].infer({"gray": gray, "edges": edges, "mask": mask})
-        out = self.runners["inpaint"].infer({"image": image, "edges": stage1[edges_key], "mask": mask})
+        canny, edge, inpaint = (self.runners[k] for k in KINDS)
+        edges = self._timed("canny", canny.infer, {"gray": gray, "mask": mask})["edges"]
+        stage1 = self._timed("edge", edge.infer, {"gray": gray, "edges": edges, "mask": mask})
+        out = self._timed("inpaint", inpaint.infer, {"image": image, "edges": stage1[edges_key], "mask": mask})
         return {"image_out": out["image_out"], "edges": edges, **stage1}
 
     def _on_device(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
-        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU."""
+        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU.
+
+        Every call here returns only when its GPU work is done (ONNX Runtime synchronises IO
+        binding runs and copies), so host clocks time the H2D, per-model and D2H stages.
+        """
         canny, edge, inpaint = (self.runners[k] for k in KINDS)
-        gray_d, mask_d = edge.to_device(gray), edge.to_device(mask)
-        edges = canny.infer_on_device({"gray": gray_d, "mask": mask_d})["edges"]
-        stage1 = edge.infer_on_device({"gray": gray_d, "edges": edges, "mask": mask_d})
-        out = inpaint.infer_on_device({"image": image, "edges": stage1[edges_key], "mask": mask_d})
-        result = {"image_out": out["image_out"].numpy()}
-        if want_edges:
-            result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
-        return result
+        gray_d, mask_d, image_d = self._timed("h2d", lambda: [edge.to_device(a) for a in (gray, mask, image)])
+        edges = self._timed("canny", canny.infer_on_device, {"gray": gray_d, "mask": mask_d})["edges"]
+        stage1 = self._timed("edge", edge.infer_on_device, {"gray": gray_d, "edges": edges, "mask": mask_d})
+        out = self._timed("inpaint", inpaint.infer_on_device, {"image": image_d, "edges": stage1[edges_key],
+                                                               "mask": mask_d})
+
+        def download():
+            result = {"image_out": out["image_out"].numpy()}
+            if want_edges:
+                result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
+            return result
+        return self._timed("d2h", download)
 
     def close(self) -> None:
         for r in self.runners.values():
@@ -104,6 +124,7 @@ class TrtStages:
             raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds) from CUDA events
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
         for runner in self.runners:
@@ -117,7 +138,7 @@ class TrtStages:
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
         chain = self._chain(self.runners, links)
         fetch = [(2, "image_out")] + ([(0, "edges"), (1, "edges_out"), (1, "edges_raw")] if want_edges else [])
-        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch)
+        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch, self.timer, KINDS)
 
     def close(self) -> None:
         for r in self.runners:
@@ -262,6 +283,11 @@ class Inpainter:
         stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
         return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
+
+    @property
+    def model_variant(self) -> str:
+        """Which files run: the precision, or ``int8_cpu`` (U8S8) for int8 on ONNX Runtime's CPU provider."""
+        return getattr(self.stages, "variant", self.precision)
 
     @property
     def providers(self) -> list[str]:

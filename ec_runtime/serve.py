@@ -117,7 +117,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it if ec-serve dies
+def die_with_parent() -> None:
+    """preexec_fn for child processes: the kernel sends them SIGTERM when their parent dies (Linux)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -197,7 +198,7 @@ class TritonServer:
         env = {**os.environ, **self.binary.env}
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT if out else None,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=die_with_parent)
         try:
             self.wait_ready(ready_timeout, progress)
         except BaseException:

@@ -202,3 +202,19 @@ def test_large_image_strategies_with_the_models(painter):
         out, edges = small_side.inpaint(img, mask, return_edges=True, strategy=strategy)
         assert out.shape == img.shape and edges.shape == mask.shape
         assert np.array_equal(out[~mask], img[~mask]) and not np.array_equal(out[mask], img[mask])
+
+
+def test_int8_picks_the_cpu_files_on_the_cpu_provider(tmp_path):
+    from ec_runtime.pipeline import ExportDir
+    from ec_runtime.runners import primary_provider
+
+    both = {k: {"fp32": f"{k}.onnx", "int8": f"{k}.int8.onnx", "int8_cpu": f"{k}.int8_cpu.onnx"}
+            for k in ("edge", "inpaint")}
+    export = ExportDir(tmp_path, {"models": both})
+    assert export.model_variant("int8", "CPUExecutionProvider") == "int8_cpu"
+    assert export.model_variant("int8", "TensorrtExecutionProvider") == "int8"
+    assert export.model_variant("int8", "CUDAExecutionProvider") == "int8"
+    assert export.model_variant("fp32", "CPUExecutionProvider") == "fp32"
+    older = ExportDir(tmp_path, {"models": {k: {"fp32": v["fp32"], "int8": v["int8"]} for k, v in both.items()}})
+    assert older.model_variant("int8", "CPUExecutionProvider") == "int8"  # exports made before the CPU variant
+    assert primary_provider(None) == primary_provider("cpu") == "CPUExecutionProvider"
