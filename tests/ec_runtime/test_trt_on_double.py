@@ -268,3 +268,15 @@ def test_ec_inpaint_reports_the_fallback_as_one_warning_line(engines, monkeypatc
     lines = [ln for ln in result.output.splitlines() if "not used" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: TensorRT engines in ")
     assert "with onnxruntime" in result.output and "Traceback" not in result.output
+
+
+def test_one_tensorrt_inpainter_serves_several_threads(engines, gpu, ort_painter):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [photo_and_mask(name, size, i) for i, (name, size) in
+             enumerate((("astronaut", 64), ("coffee", 96), ("chelsea", 64), ("astronaut", 96)))]
+    with Inpainter.from_dir(engines, backend="tensorrt", cuda_graph=True) as painter:
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda p: painter.inpaint(*p), pairs * 2))
+    for g, p in zip(got, pairs * 2):
+        assert _compare(g, ort_painter.inpaint(*p)) == 0
