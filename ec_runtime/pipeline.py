@@ -344,7 +344,7 @@ class Inpainter:
         return image, holes
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
-                strategy: str | None = None):
+                strategy: str | None = None, inplace: bool = False):
         """Fill the holes of one image.
 
         ``image``: uint8 RGB (H, W, 3); gray, RGBA, uint16, bool, other integer arrays in 0..255 and
@@ -356,15 +356,26 @@ class Inpainter:
         Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where ``edges`` is the
         float (H, W) edge map fed to the inpaint model. A mask with no hole returns a copy of the
         image without running any model and warns (:class:`~ec_runtime.errors.NoHoleWarning`).
-        ``strategy`` overrides the instance's strategy.
+        ``strategy`` overrides the instance's strategy. ``inplace=True`` lets the ``crop`` and
+        ``resize`` strategies write the result into ``image`` itself when it is already a writable,
+        C-contiguous uint8 (H, W, 3) array (the returned array is then ``image``): for very large
+        images it saves an image-sized copy.
         """
         name = strategy or self.strategy
         strategies.check_strategy(name)
+        given = image
         image, mask = self._prepare(image, mask, "image")
         if not mask.any():
             return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
-        painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
-                                          max_side=self.max_side, margin=self.margin)
+        try:
+            painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
+                                              max_side=self.max_side, margin=self.margin,
+                                              inplace=inplace and image is given and image.flags.writeable)
+        except MemoryError:
+            h, w = mask.shape
+            raise InputError(f"not enough memory to inpaint a {w}x{h} image with the {name!r} strategy "
+                             f"(max_side {self.max_side}); free memory, use the crop or resize strategy with a "
+                             "smaller max_side, or split the image") from None
         return (painted, edges) if return_edges else painted
 
     def inpaint_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | np.ndarray,

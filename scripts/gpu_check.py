@@ -19,7 +19,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 import gpu_check_cuda  # noqa: E402
+import gpu_check_runs  # noqa: E402
 import gpu_check_trt  # noqa: E402
 from gpu_check_cuda import Skip  # noqa: E402
 
@@ -63,7 +63,7 @@ CHECKS = [
           ("cuda_device",)),
     Check("amp_train_step", "training steps with AMP (fp16, bf16) on the GPU", gpu_check_cuda.check_amp_train_step,
           ("cuda_device",)),
-    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_trt.check_gpu_tests, ("cuda_device",)),
+    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_runs.check_gpu_tests, ("cuda_device",)),
     Check("export", "export the demo model and a paper-size random pair (FP32/FP16/INT8)", gpu_check_trt.check_export,
           ("cuda_device",)),
     Check("engines", "TensorRT engines for every ONNX file, with `ec-export engine`", gpu_check_trt.check_engines,
@@ -72,7 +72,7 @@ CHECKS = [
           gpu_check_trt.check_engines_vs_onnxruntime, ("engines",)),
     Check("inpainter_tensorrt", "Inpainter on TensorRT against ONNX Runtime (batches, odd sizes, crops, graphs)",
           gpu_check_trt.check_inpainter, ("engines",)),
-    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_trt.check_bench, ("engines",)),
+    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_runs.check_bench, ("engines",)),
 ]
 NAMES = [c.name for c in CHECKS]
 
