@@ -21,6 +21,10 @@ PROBED = ("numpy", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt_rtx", "
           "polygraphy", "cv2", "skimage", "pytest")
 
 
+TRAIN_DEVICE = "cuda"  # where the AMP check trains (a test runs the check's logic on the CPU)
+QUICK_SIZES = {"canny": 256, "amp": 128}  # image sizes with --quick (full: 512 and 256)
+
+
 class Skip(Exception):
     """The check cannot run on this machine; the message says why."""
 
@@ -121,7 +125,7 @@ def check_torch_canny(ctx: Context) -> dict:
     from ec_train.canny import Canny
     from ec_train.networks import rgb_to_gray
 
-    size = 256 if ctx.quick else 512
+    size = QUICK_SIZES["canny"] if ctx.quick else 512
     images, holes = _photos(size, 4)
     image = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     gray, known = rgb_to_gray(image), torch.from_numpy(1 - holes).float()[:, None]
@@ -137,9 +141,17 @@ def check_torch_canny(ctx: Context) -> dict:
     torch.cuda.synchronize()
     cuda_ms = 1e3 * (time.perf_counter() - start)
     agree = float((cuda.cpu() == cpu).float().mean())
-    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "edge pixels (CPU)": int(cpu.sum()),
+    # cuDNN may run the smoothing convolutions in TF32 on Ampere and newer (torch's default); measure both.
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        agree_fp32 = float((gpu_canny(g, k).cpu() == cpu).float().mean())
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "pixels agreeing, TF32 off": f"{100 * agree_fp32:.4f}%",
+               "edge pixels (CPU)": int(cpu.sum()),
                f"CPU ms (4x{size}²)": round(cpu_ms, 1), f"CUDA ms (4x{size}²)": round(cuda_ms, 2)}
-    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge pixels agree (need 99.9%)"]
+    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge-map pixels agree (need 99.9%)"]
     return {"figures": figures, "failures": failures}
 
 
@@ -226,8 +238,13 @@ def check_cuda_graph(ctx: Context) -> dict:
     return {"figures": figures, "failures": failures}
 
 
+def amp_modes(torch) -> list[str]:
+    """The autocast types to train with: fp16 (with a gradient scaler), and bf16 where the GPU has it."""
+    return ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+
+
 def check_amp_train_step(ctx: Context) -> dict:
-    """Three joint-mode training steps of the paper-size networks under fp16 and bf16 autocast."""
+    """Three joint-mode training steps of the paper-size networks (lite with --quick) under fp16 and bf16 autocast."""
     torch = require("torch", "torch is not installed (pip install torch)")
     if not torch.cuda.is_available():
         raise Skip(f"torch {torch.__version__} has no CUDA")
@@ -235,14 +252,15 @@ def check_amp_train_step(ctx: Context) -> dict:
     from ec_train.config import TrainConfig
     from ec_train.trainer import IG, Trainer
 
-    images, holes = _photos(256, 2)
+    size = QUICK_SIZES["amp"] if ctx.quick else 256
+    images, holes = _photos(size, 2)
     batch = {"image": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
              "mask": torch.from_numpy(holes).float()[:, None]}
     figures, failures = {}, []
-    modes = ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    modes = amp_modes(torch)
     for amp in modes:
-        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=256)
-        trainer = Trainer(cfg, torch.device("cuda"))
+        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=size)
+        trainer = Trainer(cfg, torch.device(TRAIN_DEVICE))
         before = {k: v.detach().clone() for k, v in trainer.models[IG].state_dict().items()}
         times = []
         for _ in range(3):
