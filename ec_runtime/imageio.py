@@ -104,6 +104,8 @@ def _decode(path: Path) -> np.ndarray:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an image file")
+    if not path.is_file():  # a device, FIFO or socket could block or never end
+        raise InputError(f"{path}: not a regular file, expected an image file")
     try:
         with open(path, "rb") as f:
             empty = not f.read(1)
