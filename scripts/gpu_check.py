@@ -235,7 +235,12 @@ def main(argv=None) -> int:
     results: list[dict] = []
     for i, check in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {check.name}: {check.title}", flush=True)
-        result = run_check(check, ctx, done)
+        try:
+            result = run_check(check, ctx, done)
+        except KeyboardInterrupt:
+            print(f"interrupted during {check.name}; the report of the checks before it: {args.out / REPORT_MD}",
+                  file=sys.stderr)
+            return 130
         done[check.name] = result
         results.append(result)
         note = result.get("reason") or result.get("error") or ""
