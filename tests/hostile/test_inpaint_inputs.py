@@ -259,3 +259,13 @@ def test_model_space_run_validates_its_arrays(painter, name, image, mask, words)
     with pytest.raises(InputError) as err:
         painter.run(image, mask)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("form", ["hw", "hw1", "hw2", "hw3", "list"])
+def test_hole_mask_never_changes_the_callers_array(form):
+    m8 = box_mask().astype(np.uint8) * 200
+    given = {"hw": m8, "hw1": m8[..., None], "hw2": np.dstack([m8, m8]), "hw3": np.dstack([m8] * 3),
+             "list": m8.tolist()}[form]
+    before = np.array(given, copy=True)
+    assert np.array_equal(hole_mask(given), box_mask())
+    assert np.array_equal(np.asarray(given), before)
