@@ -129,7 +129,11 @@ def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, 
             path = build_engine(onnx_file, target, shapes=profile, workspace_mb=workspace,
                                 timing_cache=timing_cache, version_compatible=version_compatible, tf32=tf32)
             manifest = record_engine(onnx_file, path)
-            click.echo(f"built {path} (+ {path.name}.json)" + (f", recorded in {manifest}" if manifest else ""))
+            note = f", recorded in {manifest}" if manifest else ""
+            if manifest is None and (Path(onnx_file).parent / "export.json").is_file():
+                note = (f"; not recorded in {Path(onnx_file).parent / 'export.json'}: engines outside the export "
+                        "directory are not used by ec-inpaint (build without -o, or with -o inside it)")
+            click.echo(f"built {path} (+ {path.name}.json){note}")
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -276,7 +276,7 @@ class TrtRunner(Runner):
     def _bind(self, ctx: _Context, name: str, ptr: int) -> bool:
         if ctx.bound.get(name) == ptr:
             return False
-        if not ctx.context.set_tensor_address(name, ptr):
+        if ctx.context.set_tensor_address(name, ptr) is False:
             raise EcRuntimeError(f"{self.path.name}: TensorRT refused the address of {name}")
         ctx.bound[name] = ptr
         return True
