@@ -147,3 +147,29 @@ def test_oriented_tiff_is_read_upright(tmp_path):
     path = save(tmp_path / "t.tif", stored, exif_orientation=6)
     assert np.array_equal(read_image(path), np.rot90(stored, -1))
     assert snapshot(tmp_path)  # the file is still there, untouched by reading
+
+
+@pytest.mark.parametrize("where", ["read", "prepare", "write"])
+def test_memory_errors_anywhere_fail_only_their_image(tmp_path, demo_export, monkeypatch, where):
+    import ec_runtime.imageio as imageio
+    import ec_runtime.pipeline as pipeline
+
+    for stem in "ab":
+        save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
+    save(tmp_path / "m.png", box_mask())
+    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imageio, "_encode")}
+    module, name = target[where]
+    real = getattr(module, name)
+
+    def flaky(*args, **kw):
+        if "a.png" in str(args[0]) or (where == "prepare" and flaky.calls == 0):
+            flaky.calls += 1
+            raise MemoryError
+        return real(*args, **kw)
+
+    flaky.calls = 0
+    monkeypatch.setattr(module, name, flaky)
+    text = inpaint_cli([tmp_path / "in", "--mask", tmp_path / "m.png", "-o", tmp_path / "out", "--model", demo_export],
+                       code=1)
+    assert "1/2" in text and "not enough memory" in text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
