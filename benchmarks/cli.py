@@ -111,12 +111,16 @@ def _write(write, *args, path: Path) -> None:
 @click.option("--iters", default=6, show_default=True, type=click.IntRange(min=1), help="timed calls per case")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="intra-op threads (default: all cores)")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT rows capture a CUDA graph per shape and replay it")
+@click.option("--with", "more_exports", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="another export directory timed in the same interleaved run, each against its own torch "
+                   "baseline (repeatable; e.g. a paper-size model beside the demo one)")
 @click.option("--json", "json_path", default="ec-bench/report.json", show_default=True, type=click.Path(path_type=Path))
 @click.option("--markdown", "md_path", default="ec-bench/report.md", show_default=True, type=click.Path(path_type=Path))
 @click.option("--plot", "plot_path", default="ec-bench/report.png", show_default=True, type=click.Path(path_type=Path),
               help="PNG chart (needs matplotlib)")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def main(export_dir, backends, precisions, sizes, batches, warmup, iters, threads, cuda_graph, json_path, md_path, plot_path, quiet):
+def main(export_dir, backends, precisions, sizes, batches, warmup, iters, threads, cuda_graph, more_exports, json_path,
+         md_path, plot_path, quiet):
     """Benchmark an EXPORT_DIR (from `ec-export`) against the eager-PyTorch baseline.
 
     \b
@@ -132,6 +136,7 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
       ec-bench export/ --sizes 512 --batch 1 --iters 20
       ec-bench export/ --backends onnxruntime --precisions fp32,int8 --threads 2
       ec-bench export/ --backends tensorrt --cuda-graph   # engines built with `ec-export engine`
+      ec-bench demo-export/ --with paper-export/ --precisions fp32,int8   # two models, one run
     """
     _writable({"--json": json_path, "--markdown": md_path, "--plot": plot_path})
     runtime = [b for b in backends if b != "torch"]
@@ -145,13 +150,17 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
                 raise click.ClickException(f"no torch baseline: {problem}")
             if problem:
                 click.echo(f"warning: no torch baseline (speed-up and PSNR columns stay empty): {problem}", err=True)
+    if more_exports and export_dir is None:
+        raise click.UsageError("--with needs an EXPORT_DIR to compare with")
+    for extra in more_exports:
+        _open(extra, ("fp32",))
     with tempfile.TemporaryDirectory(prefix="ec-bench-") as tmp:
         from benchmarks.bench import BenchConfig, run_bench
 
         export_dir = export_dir or _export_default_model(Path(tmp), precisions)
         cfg = BenchConfig(export_dir=export_dir, backends=backends, precisions=precisions, sizes=sizes,
                           batches=batches, warmup=warmup, iters=iters, threads=threads,
-                          cuda_graph=cuda_graph)
+                          cuda_graph=cuda_graph, more_exports=tuple(more_exports))
         try:
             result = run_bench(cfg, progress=not quiet)
         except _user_errors() as exc:

@@ -95,7 +95,8 @@ def main():
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="export", show_default=True, type=click.Path(), help="export directory")
 @click.option("--fp16", is_flag=True, help="also write FP16 variants (*.fp16.onnx)")
-@click.option("--int8", is_flag=True, help="also write INT8 Q/DQ variants (*.int8.onnx)")
+@click.option("--int8", is_flag=True, help="also write INT8 variants: *.int8.onnx (TensorRT, S8S8 Q/DQ) and "
+              "*.int8_cpu.onnx (ONNX Runtime on CPUs, U8S8)")
 @click.option("--calib", type=click.Path(), default=None, help="images for INT8 calibration (default: bundled photos)")
 @click.option("--calib-method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy",
               show_default=True)
@@ -161,7 +162,7 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
             signal.signal(signal.SIGTERM, previous)
     files = [name for per in info["models"].values() for name in per.values()]
     click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
-    for precision in ("fp16", "int8"):
+    for precision in ("fp16", "int8", "int8_cpu"):
         acc = info["accuracy"].get(precision)
         if acc:
             click.echo(f"  {precision} vs fp32: PSNR {acc['psnr_db']:.1f} dB, max abs diff {acc['max_abs_diff']:.2e}")
@@ -196,7 +197,11 @@ def engine_cmd(onnx_files, shapes, workspace, timing_cache, version_compatible, 
             path = build_engine(onnx_file, target, shapes=profile, workspace_mb=workspace,
                                 timing_cache=timing_cache, version_compatible=version_compatible, tf32=tf32)
             manifest = record_engine(onnx_file, path)
-            click.echo(f"built {path} (+ {path.name}.json)" + (f", recorded in {manifest}" if manifest else ""))
+            note = f", recorded in {manifest}" if manifest else ""
+            if manifest is None and (Path(onnx_file).parent / "export.json").is_file():
+                note = (f"; not recorded in {Path(onnx_file).parent / 'export.json'}: engines outside the export "
+                        "directory are not used by ec-inpaint (build without -o, or with -o inside it)")
+            click.echo(f"built {path} (+ {path.name}.json){note}")
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -16,6 +16,9 @@ import numpy as np
 
 EXPORT_FORMAT = "ec-deploy/export/v1"
 PRECISIONS = ("fp32", "fp16", "int8")
+# Precision int8 is written twice: ``int8`` (TensorRT's symmetric Q/DQ) and this CPU variant
+# (ONNX Runtime's U8S8); export.json lists both under ``models`` and ``accuracy``.
+INT8_CPU = "int8_cpu"
 KINDS = ("canny", "edge", "inpaint", "pipeline")
 DEFAULT_CANNY = {"sigma": 2.0, "low": 0.1, "high": 0.2, "iterations": None}
 FP16_MIN_PSNR_DB = 45.0

@@ -235,7 +235,8 @@ def record_engine(onnx_path: str | Path, engine_path: str | Path) -> Path | None
     The ONNX file must be listed in that manifest's ``models`` (as ``kind`` at ``precision``);
     the engine is then recorded under ``engines["<kind>.<precision>"]`` with a path relative to
     the export directory, so ``Inpainter.from_dir`` finds it. Returns the manifest path, or None
-    when the ONNX file is not part of an export directory. The manifest is replaced atomically.
+    when the ONNX file is not part of an export directory or the engine lies outside it (the
+    runtime follows no manifest path out of its directory). The manifest is replaced atomically.
     """
     import json
 
@@ -248,6 +249,8 @@ def record_engine(onnx_path: str | Path, engine_path: str | Path) -> Path | None
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ExportError(f"{manifest_path} is not a readable export manifest: {exc}") from exc
+    if root not in engine_path.parents:  # the runtime only follows paths inside the export directory
+        return None
     for kind, per in (manifest.get("models") or {}).items():
         for precision, name in per.items():
             if (root / name).resolve() == onnx_path:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from ec_export.common import (DEFAULT_CANNY, EXPORT_FORMAT, KINDS, PRECISIONS, TRACE_SIZE,  # noqa: F401
+from ec_export.common import (DEFAULT_CANNY, EXPORT_FORMAT, INT8_CPU, KINDS, PRECISIONS, TRACE_SIZE,  # noqa: F401
                               ExportJob, file_name, quiet)
 from ec_export.errors import ExportError
 from ec_export.outdir import ExportOutput, planned_files
@@ -151,6 +151,8 @@ def _build_engines(job: ExportJob, engine: dict) -> None:
 
     for kind, files in job.models.items():
         for precision, name in files.items():
+            if precision == INT8_CPU:  # uint8 activations: ONNX Runtime's CPU files, not TensorRT's
+                continue
             onnx_path = job.dir / name
             engine_path = build_engine(onnx_path, shapes=engine["shapes"],
                                        workspace_mb=engine.get("workspace_mb", 2048),

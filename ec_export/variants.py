@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import torch
 
-from ec_export.common import FP16_MIN_PSNR_DB, TRACE_SIZE, psnr
+from ec_export.common import FP16_MIN_PSNR_DB, INT8_CPU, TRACE_SIZE, psnr
 from ec_export.calibration import accuracy_samples, holes_for, to_nchw
 from ec_export.errors import ExportError
 from ec_export.onnx_io import export_onnx, set_metadata
@@ -213,7 +213,27 @@ def write_int8(job, calib_images, method: str) -> None:
         job.sessions.pop((kind, "int8"), None)
         job.accuracy["int8"]["models"][kind] = _drift(job, kind, "int8")
     job.accuracy["int8"]["convtranspose_weights"] = "per-channel (axis 1)" if per_channel else "per-tensor"
+    job.accuracy["int8"]["target"] = "tensorrt (symmetric int8 Q/DQ, S8S8)"
     _summarise(job.accuracy["int8"])
+    _write_int8_cpu(job, calib)
+
+
+def _write_int8_cpu(job, calib: dict) -> None:
+    """The U8S8 variant ONNX Runtime's CPU provider runs fast (``*.int8_cpu.onnx``), same calibration photos."""
+    from ec_export.int8_cpu import SETTINGS, quantize_int8_cpu
+
+    job.accuracy[INT8_CPU] = {"measured_with": _measured_with(job), "models": {},
+                              "target": "onnxruntime CPU provider (uint8 activations, int8 weights, U8S8)",
+                              "settings": SETTINGS}
+    for kind in ("edge", "inpaint", "pipeline"):
+        if kind not in job.models:
+            continue
+        fp32_path = job.path(kind, "fp32")
+        exclude = _canny_node_names(onnx.load(str(fp32_path))) if kind == "pipeline" else []
+        quantize_int8_cpu(fp32_path, job.record(kind, INT8_CPU), calib[kind], exclude_nodes=exclude)
+        job.sessions.pop((kind, INT8_CPU), None)
+        job.accuracy[INT8_CPU]["models"][kind] = _drift(job, kind, INT8_CPU)
+    _summarise(job.accuracy[INT8_CPU])
 
 
 def _measured_with(job) -> str:

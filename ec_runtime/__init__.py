@@ -18,11 +18,14 @@ from ec_runtime.errors import (  # noqa: E402
     InvalidExportError,
     MissingDependencyError,
     ModelNotFoundError,
+    NoHoleWarning,
+    OutputError,
     ServerError,
 )
 
 __all__ = ["__version__", "EcRuntimeError", "EngineMismatchError", "InputError",
-           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "ServerError", "Inpainter", "ExportDir"]
+           "InvalidExportError", "MissingDependencyError", "ModelNotFoundError", "NoHoleWarning",
+           "OutputError", "ServerError", "Inpainter", "ExportDir"]
 
 
 def __getattr__(name: str):

@@ -1,9 +1,13 @@
 """``ec-inpaint``: fill the holes of images with an exported EdgeConnect model (no torch needed).
 
 INPUT and MASK are each a file or a directory. One mask file applies to every input image; with
-two directories, masks are matched to images by file stem. Mask files: white (> 127) = hole.
-Outputs are written atomically and never over an input. A failing file does not stop the batch:
-the summary lists failures and the exit code is 1 if any failed.
+two directories, masks are matched to images by file stem. Mask files: above half scale (> 127)
+= hole, a 0/1 mask counts every nonzero pixel (see ``ec_runtime.imageio.hole_mask``).
+
+Before any work the command refuses (exit 1, nothing written): output name clashes, outputs that
+are inputs or masks, existing outputs without ``--overwrite``, and unwritable output locations
+(see ``ec_runtime.jobs``). Outputs are written atomically with the usual file modes. A failing
+file does not stop the batch: the summary lists failures and the exit code is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -29,42 +33,16 @@ def _default_model_dir() -> str:
     return "export"
 
 
-def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Path, Path, Path]]:
-    """(image, mask, output) triples for every image to inpaint."""
-    from ec_runtime.errors import InputError
-    from ec_runtime.imageio import list_images
-
-    if not input_path.exists():
-        raise InputError(f"{input_path}: no such file or directory")
-    if not mask_path.exists():
-        raise InputError(f"{mask_path}: no such file or directory")
-    if input_path.is_file():
-        if mask_path.is_dir():
-            matches = [p for p in list_images(mask_path) if p.stem == input_path.stem]
-            if not matches:
-                raise InputError(f"{mask_path}: no mask named {input_path.stem}.* for {input_path}")
-            mask_path = matches[0]
-        out = output / f"{input_path.stem}.png" if output.is_dir() or not output.suffix else output
-        return [(input_path, mask_path, out)]
-    images = list_images(input_path)
-    if not images:
-        raise InputError(f"{input_path}: no images found (looked for {', '.join(('png', 'jpg', 'bmp', 'tif', 'webp'))})")
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output}: INPUT is a directory, so -o must be a directory")
-    masks = {p.stem: p for p in list_images(mask_path)} if mask_path.is_dir() else None
-    jobs = []
-    for image in images:
-        mask = mask_path if masks is None else masks.get(image.stem, mask_path / f"{image.stem}.png")
-        jobs.append((image, mask, output / f"{image.stem}.png"))
-    return jobs
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--mask", "mask_path", required=True, type=click.Path(path_type=Path),
-              help="Mask file (applies to every image) or directory of masks matched by file stem. White (>127) = hole.")
+              help="Mask file (applies to every image) or directory of masks matched by file stem. "
+                   "White (> 127) = hole; a 0/1 mask counts every nonzero pixel.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file (single input; a path without a suffix is a directory) or directory.")
+              help="Output file (single input; a path without a suffix is a directory) or directory "
+                   "(<stem>.png per image).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs that already exist (never an input or a mask). Without it they are refused.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV}, else ./export, else the bundled demo model].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
@@ -80,7 +58,7 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Pat
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--edge-merge", type=click.Choice(["training", "official"]), default="training", show_default=True,
               help="training: stage 2 gets predicted edges only inside the hole; official: the raw stage-1 map.")
-@click.option("--device", type=int, default=0, show_default=True, help="GPU index (TensorRT / CUDA).")
+@click.option("--device", type=click.IntRange(0), default=0, show_default=True, help="GPU index (TensorRT / CUDA).")
 @click.option("--server", "server_url", default=None, metavar="URL",
               help="Run the models on a Triton server (ec-serve) instead, e.g. http://127.0.0.1:8000 or "
                    "grpc://127.0.0.1:8001; padding, strategies and cropping stay here.")
@@ -90,14 +68,17 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path) -> list[tuple[Pat
               help="With --server: the ensemble to call (--edge-merge official uses <name>_official).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
               help="With --server: seconds one request may take.")
-def main(input_path, mask_path, output, model_dir, backend, precision, strategy, max_side, batch, save_edges,
-         resize_mask, threads, edge_merge, device, server_url, protocol, server_model, timeout):
-    """Inpaint INPUT (an image file or a directory of images) where MASK is white."""
-    import numpy as np
-    from tqdm import tqdm
+def main(input_path, mask_path, output, overwrite, model_dir, backend, precision, strategy, max_side, batch,
+         save_edges, resize_mask, threads, edge_merge, device, server_url, protocol, server_model, timeout):
+    """Inpaint INPUT (an image file or a directory of images) where MASK is white.
 
+    \b
+    ec-inpaint photo.jpg --mask hole.png -o filled.png
+    ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
+    ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
+    """
     from ec_runtime.errors import EcRuntimeError
-    from ec_runtime.imageio import read_image, read_mask, write_image
+    from ec_runtime.jobs import check_output_dir, plan_jobs
     from ec_runtime.pipeline import Inpainter
     from ec_runtime.strategies import DEFAULT_STRATEGY
 
@@ -113,66 +94,145 @@ def main(input_path, mask_path, output, model_dir, backend, precision, strategy,
             raise click.UsageError(f"{', '.join(local)} choose local models and cannot be combined with --server "
                                    "(the server's repository decides backend and precision)")
     try:
-        jobs = plan_jobs(input_path, mask_path, output)
+        jobs = plan_jobs(input_path, mask_path, output, overwrite=overwrite, save_edges=save_edges)
         if server_url is not None:
             painter = Inpainter.from_server(server_url, server_model, protocol, timeout=timeout,
                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
                                             max_side=max_side)
         else:
-            painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
-                                         precision=precision, device=device, threads=threads, edge_merge=edge_merge,
-                                         strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:  # e.g. auto not using mismatched engines
+                warnings.simplefilter("always", RuntimeWarning)
+                painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
+                                             precision=precision, device=device, threads=threads,
+                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
+                                             max_side=max_side)
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
     except EcRuntimeError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if input_path.is_dir():
-        output.mkdir(parents=True, exist_ok=True)
-    failures: list[tuple[Path, str]] = []
-    written = 0
-    shown = tqdm(total=len(jobs), unit="img", disable=True if len(jobs) == 1 else None)  # None: off when not a TTY
-    for start in range(0, len(jobs), batch):
-        chunk, loaded = jobs[start:start + batch], []
-        for image_path, m_path, out_path in chunk:
-            try:
-                image = read_image(image_path)
-                mask = read_mask(m_path, size=image.shape[:2] if resize_mask else None)
-                loaded.append((image_path, m_path, out_path, image, mask))
-            except EcRuntimeError as exc:
-                failures.append((image_path, str(exc)))
-        results = []
-        if loaded:
-            try:
-                results = painter.inpaint_batch([x[3] for x in loaded], [x[4] for x in loaded], return_edges=True)
-            except EcRuntimeError:  # one bad pair fails the batch call: redo one by one to isolate it
-                results = []
-                for x in loaded:
-                    try:
-                        results.append(painter.inpaint(x[3], x[4], return_edges=True))
-                    except EcRuntimeError as exc:
-                        failures.append((x[0], str(exc)))
-                        results.append(None)
-        for (image_path, m_path, out_path, _, _), result in zip(loaded, results):
-            if result is None:
-                continue
-            try:
-                painted, edges = result
-                write_image(out_path, painted, protect=(image_path, m_path))
-                if save_edges:
-                    edge_img = np.rint(np.clip(edges, 0, 1) * 255).astype(np.uint8)
-                    write_image(out_path.with_name(f"{out_path.stem}_edges.png"), edge_img,
-                                protect=(image_path, m_path))
-                written += 1
-            except (EcRuntimeError, OSError) as exc:
-                failures.append((image_path, str(exc)))
-        shown.update(len(chunk))
-    shown.close()
-    painter.close()
+        raise click.ClickException(str(exc)) from None
+    try:
+        for directory in sorted({j.output.parent for j in jobs}):
+            check_output_dir(directory, create=True)
+        written, unchanged, failures = _run(painter, jobs, batch, resize_mask, overwrite)
+    except EcRuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        painter.close()
     how = f"{painter.backend} ({precision})" if server_url is None else f"Triton at {painter.stages.url}"
-    click.echo(f"inpainted {written}/{len(jobs)} image(s) with {how} -> {output}")
+    note = f" ({unchanged} had no hole and were copied unchanged)" if unchanged else ""
+    click.echo(f"inpainted {written}/{len(jobs)} image(s) with {how} -> {output}{note}")
     if failures:
         click.echo(f"{len(failures)} failed:", err=True)
         for path, message in failures:
             click.echo(f"  {path}: {message}", err=True)
         sys.exit(1)
+
+
+def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
+    """Inpaint ``jobs``; returns (written, copied unchanged, [(path, error)]).
+
+    Images that fit ``--max-side`` are batched ``batch`` at a time. Larger ones go one at a time
+    and are painted in place (the crop strategy touches only boxes around the holes), so a run
+    holds one decoded image, its mask and the boxes' buffers at a time.
+    """
+    import warnings
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ec_runtime.errors import EcRuntimeError, NoHoleWarning
+    from ec_runtime.imageio import empty_mask_note, hole_mask, load_mask, quiet_opencv, read_image
+    from ec_runtime.strategies import fits
+
+    quiet_opencv()
+
+    failures: list[tuple[Path, str]] = []
+    counts = {"written": 0, "unchanged": 0}
+    save_edges = any(j.edges for j in jobs)
+    shown = tqdm(total=len(jobs), unit="img", disable=True if len(jobs) == 1 else None)  # None: off when not a TTY
+
+    def load(job):
+        try:
+            image = read_image(job.image)
+            raw = load_mask(job.mask, size=image.shape[:2] if resize_mask else None)
+            peak = np.array([[raw.max(initial=0)]], raw.dtype)  # for the message: raw becomes the mask
+            mask = hole_mask(raw, str(job.mask), owned=True)
+            del raw
+            if not mask.any():
+                click.echo(f"warning: {empty_mask_note(peak, str(job.mask))}; {job.image.name} is copied unchanged",
+                           err=True)
+                counts["unchanged"] += 1
+            return image, mask
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
+        return None
+
+    def save(job, result) -> None:
+        try:
+            painted, edges = result
+            _write(job, painted, edges, overwrite)
+            counts["written"] += 1
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+
+    def one(job, image, mask) -> None:
+        try:
+            result = painter.inpaint(image, mask, return_edges=save_edges, inplace=True)
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+            return
+        save(job, result if save_edges else (result, None))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoHoleWarning)  # reported once above, with the file name
+        for start in range(0, len(jobs), batch):
+            chunk, group = jobs[start:start + batch], []
+            for job in chunk:
+                pair = load(job)
+                if pair is None:
+                    continue
+                if batch > 1 and fits(pair[0].shape, painter.strategy, painter.max_side):
+                    group.append((job, *pair))
+                else:
+                    one(job, *pair)
+                del pair
+            if group:
+                try:
+                    results = painter.inpaint_batch([g[1] for g in group], [g[2] for g in group],
+                                                    return_edges=save_edges)
+                except EcRuntimeError:  # one bad pair fails the batch call: redo one by one to isolate it
+                    for g in group:
+                        one(*g)
+                else:
+                    for g, result in zip(group, results):
+                        save(g[0], result if save_edges else (result, None))
+            shown.update(len(chunk))
+    shown.close()
+    return counts["written"], counts["unchanged"], failures
+
+
+def _write(job, painted, edges, overwrite: bool) -> None:
+    import numpy as np
+
+    from ec_runtime.imageio import write_image
+
+    write_image(job.output, painted, protect=(job.image, job.mask), overwrite=overwrite, inplace=True)
+    if job.edges is not None:
+        if not edges.flags.writeable or edges.dtype != np.float32:  # e.g. arrays a server returned
+            edges = np.array(edges, np.float32)
+        np.clip(edges, 0, 1, out=edges)
+        edges *= 255
+        edge_img = np.rint(edges, out=edges).astype(np.uint8)
+        write_image(job.edges, edge_img, protect=(job.image, job.mask), overwrite=overwrite)
+
+
+def _no_memory() -> str:
+    return ("not enough memory for this image; free memory, use --strategy crop or resize with a smaller "
+            "--max-side, or split the image")
 
 
 if __name__ == "__main__":

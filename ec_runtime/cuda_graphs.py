@@ -45,7 +45,7 @@ class CudaPythonGraphs:
         return values[0] if values else None
 
     def begin_capture(self, stream: int) -> None:
-        mode = self.rt.cudaStreamCaptureMode(CAPTURE_MODE_THREAD_LOCAL)
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
 
     def end_capture(self, stream: int):
@@ -80,11 +80,11 @@ class CtypesGraphs:
 
     def _check(self, err: int, what: str) -> None:
         if err != 0:
-            name = ctypes.c_char_p(None)
+            name = ""
             with suppress(Exception):
                 self.lib.cudaGetErrorName.restype = ctypes.c_char_p
-                name = self.lib.cudaGetErrorName(err)
-            raise EcRuntimeError(f"{what} failed: CUDA error {err} {name if isinstance(name, bytes) else ''}".rstrip())
+                name = " " + self.lib.cudaGetErrorName(err).decode()
+            raise EcRuntimeError(f"{what} failed: CUDA error {err}{name}")
 
     def begin_capture(self, stream: int) -> None:
         self._check(self.lib.cudaStreamBeginCapture(ctypes.c_void_p(stream), ctypes.c_int(CAPTURE_MODE_THREAD_LOCAL)),
@@ -122,10 +122,15 @@ def _cuda_python():
 
 
 def _libcudart():
+    import os
+
     names = list(LIBCUDART_NAMES)
     found = ctypes.util.find_library("cudart")
     if found:
         names.insert(0, found)
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):  # JetPack's place
+        if home:
+            names.append(os.path.join(home, "lib64", "libcudart.so"))
     for name in names:
         with suppress(OSError):
             return ctypes.CDLL(name)

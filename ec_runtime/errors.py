@@ -25,5 +25,13 @@ class InputError(EcRuntimeError, ValueError):
     """An image or mask cannot be inpainted as given (size, type, content)."""
 
 
+class OutputError(EcRuntimeError, OSError):
+    """An output cannot be written (unwritable location, existing file without overwrite, disk full)."""
+
+
+class NoHoleWarning(UserWarning):
+    """A mask marks no hole, so the image is returned unchanged."""
+
+
 class ServerError(EcRuntimeError):
     """A Triton server could not be reached, refused a request or timed out; the message names its URL."""

@@ -31,6 +31,7 @@ EXPORT_MANIFEST = "export.json"
 EXPORT_FORMAT_PREFIX = "ec-deploy/export/"
 KINDS = ("canny", "edge", "inpaint")
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_CPU = "int8_cpu"  # the export's U8S8 files for ONNX Runtime's CPU provider (precision int8)
 # Commands that exist (checked by the tests): the default command of ec-export is `export`.
 EXPORT_HINT = "`ec-export CHECKPOINT... -o DIR` (e.g. `ec-export EdgeModel_gen.pth InpaintingModel_gen.pth -o export`)"
 PRECISION_FLAGS = {"fp16": "--fp16", "int8": "--int8"}
@@ -149,6 +150,18 @@ class ExportDir:
             raise InvalidExportError(f"{path}: the model file is empty (an interrupted copy?); "
                                      f"re-create the export with {EXPORT_HINT}")
         return path
+
+    def model_variant(self, precision: str, provider: str) -> str:
+        """The ``models`` key to run ``precision`` on ONNX Runtime's ``provider``.
+
+        ``int8`` on the CPU provider picks the U8S8 files made for it (``int8_cpu``) when the export
+        has them; TensorRT, ORT's TensorRT and CUDA providers (and older exports) get ``int8``.
+        """
+        models = self.manifest.get("models", {})
+        if precision == "int8" and provider == "CPUExecutionProvider" and all(
+                INT8_CPU in models.get(kind, {}) for kind in ("edge", "inpaint")):
+            return INT8_CPU
+        return precision
 
     def engine_path(self, kind: str, precision: str) -> Path | None:
         """The engine of ``kind`` at ``precision`` (Canny falls back to fp32), or None if not built."""

@@ -17,18 +17,20 @@ An Inpainter holds no per-call state: several threads may call one instance conc
 
 from __future__ import annotations
 
+import numbers
 import os
+import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError
+from ec_runtime.errors import InputError, MissingDependencyError, ModelNotFoundError, NoHoleWarning
 from ec_runtime.exportdir import EXPORT_MANIFEST, KINDS, PRECISIONS, ExportDir  # noqa: F401 (re-exported)
-from ec_runtime.imageio import check_pair, hole_mask, to_rgb_uint8
+from ec_runtime.imageio import MIN_SIDE, check_pair, empty_mask_note, hole_mask, to_rgb_uint8
 from ec_runtime import strategies
-from ec_runtime.runners import OrtRunner
+from ec_runtime.runners import OrtRunner, primary_provider
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 EDGE_MERGES = {"training": "edges_out", "official": "edges_raw"}
@@ -51,30 +53,49 @@ class OrtStages:
     """canny, edge and inpaint models as three ONNX Runtime sessions."""
 
     def __init__(self, export: ExportDir, precision: str, providers=None, threads=None, device: int = 0):
-        self.runners = {k: OrtRunner(export.model_path(k, precision), providers, threads, device) for k in KINDS}
+        self.variant = export.model_variant(precision, primary_provider(providers, device))
+        self.runners = {k: OrtRunner(export.model_path(k, self.variant), providers, threads, device) for k in KINDS}
         for r in self.runners.values():
             r.activate()
         self.providers = self.runners["edge"].session.get_providers()
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds), for ec-bench
+
+    def _timed(self, stage: str, fn, *args):
+        if self.timer is None:
+            return fn(*args)
+        start = time.perf_counter()
+        out = fn(*args)
+        self.timer(stage, time.perf_counter() - start)
+        return out
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
         if self.runners["edge"].on_cuda:
             return self._on_device(image, gray, mask, edges_key, want_edges)
-        edges = self.runners["canny"].infer({"gray": gray, "mask": mask})["edges"]
-        stage1 = self.runners["edge"].infer({"gray": gray, "edges": edges, "mask": mask})
-        out = self.runners["inpaint"].infer({"image": image, "edges": stage1[edges_key], "mask": mask})
+        canny, edge, inpaint = (self.runners[k] for k in KINDS)
+        edges = self._timed("canny", canny.infer, {"gray": gray, "mask": mask})["edges"]
+        stage1 = self._timed("edge", edge.infer, {"gray": gray, "edges": edges, "mask": mask})
+        out = self._timed("inpaint", inpaint.infer, {"image": image, "edges": stage1[edges_key], "mask": mask})
         return {"image_out": out["image_out"], "edges": edges, **stage1}
 
     def _on_device(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
-        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU."""
+        """ONNX Runtime on CUDA: inputs uploaded once, intermediates stay on the GPU.
+
+        Every call here returns only when its GPU work is done (ONNX Runtime synchronises IO
+        binding runs and copies), so host clocks time the H2D, per-model and D2H stages.
+        """
         canny, edge, inpaint = (self.runners[k] for k in KINDS)
-        gray_d, mask_d = edge.to_device(gray), edge.to_device(mask)
-        edges = canny.infer_on_device({"gray": gray_d, "mask": mask_d})["edges"]
-        stage1 = edge.infer_on_device({"gray": gray_d, "edges": edges, "mask": mask_d})
-        out = inpaint.infer_on_device({"image": image, "edges": stage1[edges_key], "mask": mask_d})
-        result = {"image_out": out["image_out"].numpy()}
-        if want_edges:
-            result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
-        return result
+        gray_d, mask_d, image_d = self._timed("h2d", lambda: [edge.to_device(a) for a in (gray, mask, image)])
+        edges = self._timed("canny", canny.infer_on_device, {"gray": gray_d, "mask": mask_d})["edges"]
+        stage1 = self._timed("edge", edge.infer_on_device, {"gray": gray_d, "edges": edges, "mask": mask_d})
+        out = self._timed("inpaint", inpaint.infer_on_device, {"image": image_d, "edges": stage1[edges_key],
+                                                               "mask": mask_d})
+
+        def download():
+            result = {"image_out": out["image_out"].numpy()}
+            if want_edges:
+                result.update(edges=edges.numpy(), **{k: v.numpy() for k, v in stage1.items()})
+            return result
+        return self._timed("d2h", download)
 
     def close(self) -> None:
         for r in self.runners.values():
@@ -103,6 +124,7 @@ class TrtStages:
             raise
         self._chain = TrtChain
         self.providers = ["TensorRT"]
+        self.timer: Callable[[str, float], None] | None = None  # timer(stage, seconds) from CUDA events
 
     def __call__(self, image, gray, mask, edges_key: str, want_edges: bool) -> dict[str, np.ndarray]:
         for runner in self.runners:
@@ -116,7 +138,7 @@ class TrtStages:
                  {"edges": (1, edges_key), "mask": (0, "mask")}]
         chain = self._chain(self.runners, links)
         fetch = [(2, "image_out")] + ([(0, "edges"), (1, "edges_out"), (1, "edges_raw")] if want_edges else [])
-        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch)
+        return chain.run({"image": image, "gray": gray, "mask": mask}, fetch, self.timer, KINDS)
 
     def close(self) -> None:
         for r in self.runners:
@@ -138,6 +160,24 @@ def _trt_usable() -> bool:
     return has_trt and importlib.util.find_spec("pycuda") is not None
 
 
+def check_int(name: str, value, minimum: int, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (bools and non-integral numbers refused), or InputError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_options(edge_merge: str, strategy: str, max_side, margin) -> tuple[int, int]:
+    if edge_merge not in EDGE_MERGES:
+        raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
+    strategies.check_strategy(strategy)
+    return check_int("max_side", max_side, MIN_SIDE), check_int("margin", margin, 0)
+
+
 def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda_graph: bool):
     """TrtStages for ``backend="auto"``, or None with a warning saying why the engines are not used."""
     from ec_runtime.errors import EcRuntimeError
@@ -155,21 +195,24 @@ def _try_tensorrt(export: ExportDir, engines: dict[str, Path], device: int, cuda
 
 
 class Inpainter:
-    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`."""
+    """EdgeConnect inpainting on an export directory; see :meth:`from_dir`.
+
+    ``max_side`` (an integer >= 16, as ``ec-inpaint --max-side``) is the long side above which the
+    ``resize`` and ``crop`` strategies work at reduced size; ``margin`` (>= 0) is the context the
+    ``crop`` strategy keeps around each hole. Invalid values raise :class:`InputError`.
+    """
 
     def __init__(self, stages, *, backend: str, precision: str, edge_merge: str = "training",
                  strategy: str = strategies.DEFAULT_STRATEGY, max_side: int = strategies.DEFAULT_MAX_SIDE,
                  margin: int = strategies.DEFAULT_MARGIN) -> None:
-        if edge_merge not in EDGE_MERGES:
-            raise InputError(f"edge_merge must be one of {', '.join(EDGE_MERGES)}, got {edge_merge!r}")
-        strategies.check_strategy(strategy)
+        max_side, margin = _check_options(edge_merge, strategy, max_side, margin)
         self.stages = stages
         self.backend = backend
         self.precision = precision
         self.edge_merge = edge_merge
         self.strategy = strategy
-        self.max_side = int(max_side)
-        self.margin = int(margin)
+        self.max_side = max_side
+        self.margin = margin
 
     @classmethod
     def from_dir(cls, export_dir: str | os.PathLike, backend: str = "auto", precision: str = "fp32",
@@ -183,8 +226,15 @@ class Inpainter:
         pycuda or a GPU is missing) it warns and uses ONNX Runtime: with CUDA when this
         onnxruntime build has it, else on the CPU. An explicit ``tensorrt`` fails instead.
         ``providers`` overrides ONNX Runtime's providers (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
-        ``threads`` sets ONNX Runtime's intra-op threads.
+        ``threads`` sets ONNX Runtime's intra-op threads (an integer >= 1, or None for its default).
+        ``device`` is the GPU index (>= 0). ``strategy`` and ``max_side``: see :mod:`ec_runtime.strategies`;
+        ``max_side`` must be an integer >= 16, as for ``ec-inpaint --max-side``. Every option is
+        checked before any model loads; a bad one raises :class:`InputError`.
+        Export directory problems raise :class:`ModelNotFoundError` or :class:`InvalidExportError`.
         """
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
+        threads = check_int("threads", threads, 1, allow_none=True)
+        device = check_int("device", device, 0)
         if backend not in BACKENDS:
             raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if precision not in PRECISIONS:
@@ -229,9 +279,15 @@ class Inpainter:
         """
         from ec_runtime.remote import TritonStages
 
+        _check_options(edge_merge, strategy, max_side, strategies.DEFAULT_MARGIN)
         stages = TritonStages(url, model, protocol, timeout=timeout, headers=headers, retries=retries)
         return cls(stages, backend="triton", precision="server", edge_merge=edge_merge, strategy=strategy,
                    max_side=max_side)
+
+    @property
+    def model_variant(self) -> str:
+        """Which files run: the precision, or ``int8_cpu`` (U8S8) for int8 on ONNX Runtime's CPU provider."""
+        return getattr(self.stages, "variant", self.precision)
 
     @property
     def providers(self) -> list[str]:
@@ -253,7 +309,25 @@ class Inpainter:
         Any H and W: the inputs are reflect-padded to multiples of 4 and the outputs cropped back.
         Returns ``image_out`` and, with ``want_edges``, ``edges`` (Canny of the known region),
         ``edges_out`` (merged) and ``edges_raw`` (stage-1 output), all (N,C,H,W) float32.
+        Both inputs must be finite and within [0, 1], with matching N, H and W (>= 16); anything
+        else raises :class:`InputError`.
         """
+        image, mask = np.asarray(image), np.asarray(mask)
+        if image.ndim != 4 or image.shape[1] != 3 or mask.ndim != 4 or mask.shape[1] != 1:
+            raise InputError(f"run() takes image (N,3,H,W) and mask (N,1,H,W); got {image.shape} and {mask.shape}")
+        if mask.shape[0] != image.shape[0] or mask.shape[2:] != image.shape[2:]:
+            raise InputError(f"run(): mask {mask.shape} does not match image {image.shape}")
+        if min(image.shape[2:]) < MIN_SIDE or image.shape[0] == 0:
+            raise InputError(f"run(): image {image.shape} is empty or smaller than {MIN_SIDE} pixels")
+        for name, arr in (("image", image), ("mask", mask)):
+            if arr.dtype.kind not in "fiub":
+                raise InputError(f"run(): {name} has unsupported type {arr.dtype}; give float32 in [0, 1]")
+            lo, hi = float(arr.min()), float(arr.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+                raise InputError(f"run(): {name} values must be finite and within [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        return self._run(image.astype(np.float32, copy=False), mask.astype(np.float32, copy=False), want_edges)
+
+    def _run(self, image: np.ndarray, mask: np.ndarray, want_edges: bool) -> dict[str, np.ndarray]:
         h, w = image.shape[2:]
         ph, pw = pad_amount(h), pad_amount(w)
         if ph or pw:
@@ -267,7 +341,7 @@ class Inpainter:
     def _paint(self, images: np.ndarray, masks: np.ndarray, want_edges: bool):
         """uint8 (N,H,W,3), bool (N,H,W) -> uint8 (N,H,W,3) and the stage-1 edges (N,H,W) or None."""
         image, mask = to_nchw(images, masks)
-        out = self.run(image, mask, want_edges)
+        out = self._run(image, mask, want_edges)
         painted = np.rint(np.clip(out["image_out"], 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
         painted = np.where(masks[..., None], painted, images)
         edges = out[EDGE_MERGES[self.edge_merge]][:, 0] if want_edges else None
@@ -280,25 +354,46 @@ class Inpainter:
     # --- the public uint8 API -------------------------------------------------------------------
     def _prepare(self, image, mask, source: str) -> tuple[np.ndarray, np.ndarray]:
         image = to_rgb_uint8(image, source)
-        mask = hole_mask(mask, source)
-        check_pair(image, mask, source)
-        return image, mask
+        holes = hole_mask(mask, source)
+        check_pair(image, holes, source)
+        if not holes.any():
+            warnings.warn(empty_mask_note(mask, source) + "; the image is returned unchanged", NoHoleWarning,
+                          stacklevel=3)
+        return image, holes
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
-                strategy: str | None = None):
+                strategy: str | None = None, inplace: bool = False):
         """Fill the holes of one image.
 
-        ``image``: uint8 RGB (H, W, 3) (gray, RGBA and 16-bit arrays are converted); ``mask``: (H, W),
-        nonzero = hole. Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where
-        ``edges`` is the float (H, W) edge map fed to the inpaint model. An empty mask returns a copy
-        of the image without running any model. ``strategy`` overrides the instance's strategy.
+        ``image``: uint8 RGB (H, W, 3); gray, RGBA, uint16, bool, other integer arrays in 0..255 and
+        float arrays in [0, 1] are converted. Float images must be finite and within [0, 1]: NaN,
+        infinity and 0..255 float data raise :class:`InputError` (nothing is clipped silently).
+        ``mask``: (H, W) (or H x W x 1..4), read by the one mask rule of
+        :func:`ec_runtime.imageio.hole_mask`: above half of full scale is a hole (> 127 for uint8,
+        > 0.5 for float, True for bool), and an integer 0/1 mask counts every nonzero pixel.
+        Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where ``edges`` is the
+        float (H, W) edge map fed to the inpaint model. A mask with no hole returns a copy of the
+        image without running any model and warns (:class:`~ec_runtime.errors.NoHoleWarning`).
+        ``strategy`` overrides the instance's strategy. ``inplace=True`` lets the ``crop`` and
+        ``resize`` strategies write the result into ``image`` itself when it is already a writable,
+        C-contiguous uint8 (H, W, 3) array (the returned array is then ``image``): for very large
+        images it saves an image-sized copy.
         """
+        name = strategy or self.strategy
+        strategies.check_strategy(name)
+        given = image
         image, mask = self._prepare(image, mask, "image")
         if not mask.any():
             return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
-        name = strategy or self.strategy
-        painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
-                                          max_side=self.max_side, margin=self.margin)
+        try:
+            painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
+                                              max_side=self.max_side, margin=self.margin,
+                                              inplace=inplace and image is given and image.flags.writeable)
+        except MemoryError:
+            h, w = mask.shape
+            raise InputError(f"not enough memory to inpaint a {w}x{h} image with the {name!r} strategy "
+                             f"(max_side {self.max_side}); free memory, use the crop or resize strategy with a "
+                             "smaller max_side, or split the image") from None
         return (painted, edges) if return_edges else painted
 
     def inpaint_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | np.ndarray,
@@ -313,6 +408,7 @@ class Inpainter:
         if len(masks) != len(images):
             raise InputError(f"got {len(images)} images but {len(masks)} masks")
         name = strategy or self.strategy
+        strategies.check_strategy(name)
         pairs = [self._prepare(im, m, f"image {i}") for i, (im, m) in enumerate(zip(images, masks))]
         results: list = [None] * len(pairs)
         groups: dict[tuple, list[int]] = {}

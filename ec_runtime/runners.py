@@ -88,33 +88,67 @@ class Runner:
         self.deactivate()
 
 
-def resolve_providers(providers: Sequence[str] | str | None, device: int = 0) -> list:
-    """Map ``None`` / ``"cpu"`` / ``"cuda"`` / ``"tensorrt"`` / full provider names to ORT provider entries.
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in str(text).split(".")[:3])
 
-    Providers that this onnxruntime build lacks are dropped with a warning; the CPU provider is
-    always last, so a session can always be created.
+
+def provider_defaults(name: str, device: int) -> dict:
+    """Options this toolkit sets on a GPU provider unless the caller sets them.
+
+    CUDA: ``use_tf32=0`` (onnxruntime 1.18 and later), so FP32 convolutions stay FP32 on Ampere
+    and newer, as the TensorRT engines do; TF32 can flip Canny's thresholded edge pixels.
+    """
+    import onnxruntime as ort
+
+    options: dict = {"device_id": device}
+    if name == "CUDAExecutionProvider" and _version(ort.__version__) >= (1, 18):
+        options["use_tf32"] = 0
+    return options
+
+
+def resolve_providers(providers: Sequence[str] | str | None, device: int = 0, warn: bool = True) -> list:
+    """Map ``None`` / ``"cpu"`` / ``"cuda"`` / ``"tensorrt"`` / full provider names, or ``(name, {options})``
+    pairs, to ONNX Runtime provider entries.
+
+    Options given with a provider are merged over :func:`provider_defaults` (``device_id``, and
+    ``use_tf32=0`` for CUDA). Providers that this onnxruntime build lacks are dropped (with a
+    warning unless ``warn`` is false); the CPU provider is always last, so a session can always
+    be created.
     """
     import onnxruntime as ort
 
     if providers is None:
         providers = ["cpu"]
-    elif isinstance(providers, str):
+    elif isinstance(providers, str) or (isinstance(providers, tuple) and len(providers) == 2
+                                        and isinstance(providers[1], dict)):
         providers = [providers]
     available = set(ort.get_available_providers())
     resolved: list = []
+    cpu: object = "CPUExecutionProvider"
     for p in providers:
-        name = PROVIDER_ALIASES.get(str(p).lower(), p) if isinstance(p, str) else p[0]
+        raw, options = (p, {}) if isinstance(p, str) else (p[0], dict(p[1] or {}))
+        name = PROVIDER_ALIASES.get(str(raw).lower(), raw)
         if name not in available:
+            if not warn:
+                continue
             warnings.warn(f"ONNX Runtime provider {name} is not available in this build "
                           f"(have {sorted(available)}); install onnxruntime-gpu (`pip install ec-deploy[gpu]`) "
                           "for CUDA/TensorRT. Falling back.", RuntimeWarning, stacklevel=3)
             continue
         if name in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
-            resolved.append((name, {"device_id": device}))
-        elif name != "CPUExecutionProvider":
-            resolved.append(name)
-    resolved.append("CPUExecutionProvider")
+            resolved.append((name, {**provider_defaults(name, device), **options}))
+        elif name == "CPUExecutionProvider":
+            cpu = (name, options) if options else name
+        else:
+            resolved.append((name, options) if options else name)
+    resolved.append(cpu)
     return resolved
+
+
+def primary_provider(providers: Sequence[str] | str | None, device: int = 0) -> str:
+    """The provider a session created with ``providers`` runs on first (``"CPUExecutionProvider"``, ...)."""
+    first = resolve_providers(providers, device, warn=False)[0]
+    return first if isinstance(first, str) else first[0]
 
 
 class OrtRunner(Runner):

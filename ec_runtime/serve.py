@@ -117,7 +117,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it if ec-serve dies
+def die_with_parent() -> None:
+    """preexec_fn for child processes: the kernel sends them SIGTERM when their parent dies (Linux)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -166,8 +167,9 @@ class TritonServer:
                 "metrics": f"http://{h}:{self.metrics_port}/metrics"}
 
     def command(self) -> list[str]:
-        """The tritonserver command line (the binary must be resolved)."""
-        assert self.binary is not None
+        """The tritonserver command line (resolving the binary if not given)."""
+        if self.binary is None:
+            self.binary = find_tritonserver()
         args = [str(self.binary.path), f"--model-repository={self.repo.resolve()}", "--model-control-mode=none",
                 "--disable-auto-complete-config", f"--exit-timeout-secs={self.exit_timeout}"]
         for proto in ("http", "grpc", "metrics"):
@@ -197,7 +199,7 @@ class TritonServer:
         env = {**os.environ, **self.binary.env}
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT if out else None,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=die_with_parent)
         try:
             self.wait_ready(ready_timeout, progress)
         except BaseException:

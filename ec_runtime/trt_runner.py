@@ -26,7 +26,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -162,6 +162,7 @@ class TrtRunner(Runner):
         self.graph_shapes = max(1, int(graph_shapes))
         self.device: CudaDevice | None = None
         self.sidecar: EngineSidecar | None = None
+        self.captures = self.replays = 0  # CUDA graphs captured and replayed since construction
         self._reset()
 
     def _reset(self) -> None:
@@ -264,6 +265,7 @@ class TrtRunner(Runner):
             self._drop(ctx)
         if ctx.graph is not None:
             self._graphs_api.launch(ctx.graph, stream.handle)
+            self.replays += 1
             return outputs
         if not ctx.context.execute_async_v3(stream.handle):
             raise EcRuntimeError(f"TensorRT execution of {self.path.name} failed")
@@ -274,7 +276,7 @@ class TrtRunner(Runner):
     def _bind(self, ctx: _Context, name: str, ptr: int) -> bool:
         if ctx.bound.get(name) == ptr:
             return False
-        if not ctx.context.set_tensor_address(name, ptr):
+        if ctx.context.set_tensor_address(name, ptr) is False:
             raise EcRuntimeError(f"{self.path.name}: TensorRT refused the address of {name}")
         ctx.bound[name] = ptr
         return True
@@ -282,6 +284,7 @@ class TrtRunner(Runner):
     def _capture(self, ctx: _Context, stream) -> None:
         try:
             ctx.graph = capture(self._graphs_api, stream.handle, lambda: ctx.context.execute_async_v3(stream.handle))
+            self.captures += 1
         except Exception as exc:  # an engine or driver that cannot capture: run eagerly from now on
             warnings.warn(f"CUDA graph capture failed for {self.path.name}, running without graphs: {exc}",
                           RuntimeWarning, stacklevel=3)
@@ -349,15 +352,37 @@ class TrtChain:
         self.runners = runners
         self.links = links
 
-    def run(self, feed: Mapping[str, np.ndarray], fetch: list[tuple[int, str]]) -> dict[str, np.ndarray]:
-        """Run every stage; return ``{output name: array}`` for each ``(stage index, output name)``."""
+    def run(self, feed: Mapping[str, np.ndarray], fetch: list[tuple[int, str]],
+            timer: Callable[[str, float], None] | None = None, names: Sequence[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """Run every stage; return ``{output name: array}`` for each ``(stage index, output name)``.
+
+        All host inputs are uploaded first, then the stages run, then the fetched outputs come
+        back, all on one stream. With ``timer``, CUDA events between those phases time them on
+        the GPU, and ``timer(stage, seconds)`` is called for ``h2d``, each stage (named by
+        ``names``, default ``stage0``...) and ``d2h``, as trtexec reports them.
+        """
         device = self.runners[0].device
+        names = list(names or [f"stage{i}" for i in range(len(self.runners))])
         with device:
+            events = []
+
+            def mark():
+                if timer is not None:
+                    events.append(device.cuda.Event().record(device.stream))
+            mark()
+            uploaded = [runner.upload({n: v for n, v in feed.items() if n not in link})
+                        for runner, link in zip(self.runners, self.links)]
+            mark()
             produced: list[dict[str, DeviceArray]] = []
-            for runner, link in zip(self.runners, self.links):
-                dev = runner.upload({n: v for n, v in feed.items() if n not in link})
+            for runner, link, dev in zip(self.runners, self.links, uploaded):
                 dev.update({n: produced[i][out] for n, (i, out) in link.items()})
                 produced.append({**dev, **runner.execute_device(dev)})  # later stages may reuse inputs too
+                mark()
             staged = {name: self.runners[i].stage_download(name, produced[i][name]) for i, name in fetch}
+            mark()
             device.stream.synchronize()
+            if timer is not None:
+                for stage, start, end in zip(["h2d", *names, "d2h"], events, events[1:]):
+                    timer(stage, end.time_since(start) / 1e3)
             return {n: np.array(v, dtype=np.float32, copy=True) for n, v in staged.items()}

@@ -12,7 +12,8 @@ MODES = ("edge", "inpaint", "edge-inpaint", "joint")
 # CLI option -> TrainConfig field (only options the user actually gave override the config).
 _FIELDS = ("data", "val", "masks", "mask_kind", "mask_invert", "out", "size", "batch", "iters", "lr", "gan_loss",
            "sigma", "device", "amp", "channels_last", "vgg_weights", "seed", "variant", "save_every", "keep_last",
-           "eval_every", "sample_every", "log_every", "export_official", "workers", "progress")
+           "eval_every", "sample_every", "log_every", "export_official", "workers", "progress",
+           "l1_weight", "inpaint_adv_weight", "fm_weight")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +40,12 @@ _FIELDS = ("data", "val", "masks", "mask_kind", "mask_invert", "out", "size", "b
 @click.option("--init", "init", multiple=True,
               help="Start from weights: official EdgeModel_gen.pth / InpaintingModel_gen.pth (or their folder), "
                    "or an ec-train checkpoint. Repeatable.")
+@click.option("--l1-weight", "l1_weight", type=float, help="Inpaint L1 loss weight (L1_LOSS_WEIGHT).  [default: 1]")
+@click.option("--adv-weight", "inpaint_adv_weight", type=float,
+              help="Inpaint adversarial loss weight (INPAINT_ADV_LOSS_WEIGHT); 0 trains the inpaint stage on "
+                   "reconstruction alone and skips its discriminator (about twice as fast).  [default: 0.1]")
+@click.option("--fm-weight", "fm_weight", type=float,
+              help="Edge feature-matching loss weight (FM_LOSS_WEIGHT).  [default: 10]")
 @click.option("--vgg-weights", help="torchvision's vgg19-dcbc0b5d.pth (default: $TORCH_HOME/hub/checkpoints/), "
                                      "or 'none' to train without perceptual and style losses.")
 @click.option("--seed", type=int, help="[default: 10]")

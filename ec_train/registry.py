@@ -2,7 +2,9 @@
 
 ``edgeconnect`` is the paper's configuration (8 dilated residual blocks, 64 base channels).
 ``lite`` is a small variant (4 blocks, 32 base channels, ~1/8 of the compute) for demos, fast
-tests and CPU deployment.
+tests and CPU deployment. Each variant also scales its discriminators (``discriminator_channels``):
+the paper's 64-channel PatchGAN has 2.76M parameters, ``lite`` uses 32 channels (0.69M), so a
+training step is not dominated by a discriminator four times the size of its generator.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Variant:
     residual_blocks: int
     base_channels: int
     description: str
+    discriminator_channels: int = 64
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -30,7 +33,8 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     "edgeconnect": Variant("edgeconnect", 8, 64, "the paper's generators (10.8M parameters each)"),
-    "lite": Variant("lite", 4, 32, "4 residual blocks, 32 base channels: fast CPU demo and tests"),
+    "lite": Variant("lite", 4, 32, "4 residual blocks, 32 base channels: fast CPU demo and tests",
+                    discriminator_channels=32),
 }
 
 PARTS = ("edge", "inpaint", "edge_discriminator", "inpaint_discriminator")
@@ -57,9 +61,11 @@ def create_model(variant: str = "edgeconnect", part: str = "edge", use_spectral_
     if part == "inpaint":
         return InpaintGenerator(v.residual_blocks, v.base_channels)
     if part == "edge_discriminator":
-        return Discriminator(2, use_sigmoid=True, use_spectral_norm=use_spectral_norm)
+        return Discriminator(2, use_sigmoid=True, use_spectral_norm=use_spectral_norm,
+                             base_channels=v.discriminator_channels)
     if part == "inpaint_discriminator":
-        return Discriminator(3, use_sigmoid=True, use_spectral_norm=use_spectral_norm)
+        return Discriminator(3, use_sigmoid=True, use_spectral_norm=use_spectral_norm,
+                             base_channels=v.discriminator_channels)
     raise ConfigError(f"unknown model part {part!r}; expected one of {', '.join(PARTS)}")
 
 

@@ -47,6 +47,14 @@ def edge_accuracy(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
     return tp / (chosen + 1e-8), tp / (relevant + 1e-8)
 
 
+def _conv1_channels(sd: dict) -> int | None:
+    """Output channels of a discriminator's first conv in a state dict (its width), or None."""
+    for name in ("conv1.0.weight_orig", "conv1.0.weight"):
+        if name in sd:
+            return int(sd[name].shape[0])
+    return None
+
+
 class Trainer:
     """Networks, optimizers, scaler and losses of one run; ``train_step`` does one iteration."""
 
@@ -66,7 +74,10 @@ class Trainer:
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             self.models[key] = model
-        self.trained = ([EG, ED] if cfg.trains_edge else []) + ([IG, ID] if cfg.trains_inpaint else [])
+        # With --adv-weight 0 the inpaint stage trains on reconstruction alone: its discriminator
+        # would not affect the generator, so it is neither run nor updated (about half the step time).
+        inpaint_parts = [IG, ID] if cfg.inpaint_adv_weight > 0 else [IG]
+        self.trained = ([EG, ED] if cfg.trains_edge else []) + (inpaint_parts if cfg.trains_inpaint else [])
         for key, model in self.models.items():
             model.train(key in self.trained)
             model.requires_grad_(key in self.trained)
@@ -111,6 +122,10 @@ class Trainer:
                         continue
                     sd = extract_state_dict(obj, kind, source=str(f))
                     key = MODEL_KEYS[detect_kind(sd)]
+                    if key in (ED, ID) and _conv1_channels(sd) != _conv1_channels(self.models[key].state_dict()):
+                        loaded.append(f"{key} not loaded from {f}: {_conv1_channels(sd)} channels, this variant "
+                                      f"uses {_conv1_channels(self.models[key].state_dict())}; it starts afresh")
+                        continue
                     load_into(self.models[key], {k: v.to(self.device) for k, v in sd.items()}, source=str(f))
                     loaded.append(f"{key} <- {f}")
                     self.edge_weights_loaded |= key == EG
@@ -146,10 +161,17 @@ class Trainer:
                 raise CheckpointError(f"{source} was trained with {name}={saved.get(name)!r}, "
                                       f"this run asks for {getattr(self.cfg, name)!r}")
         for key, model in self.models.items():
+            if key in (ED, ID) and _conv1_channels(state["models"][key]) != _conv1_channels(model.state_dict()):
+                raise CheckpointError(
+                    f"{source} has a {_conv1_channels(state['models'][key])}-channel {key.replace('_', ' ')}, "
+                    f"this toolkit's {self.cfg.variant} variant uses {_conv1_channels(model.state_dict())} "
+                    "channels, so the run cannot be resumed exactly; start from its generators with --init")
             load_into(model, state["models"][key], source=f"{source} [{key}]")
         for key, opt in self.optimizers.items():
             if key not in state.get("optimizers", {}):
-                raise CheckpointError(f"{source} has no optimizer state for {key}")
+                hint = (" (it was trained with --adv-weight 0); start from it with --init"
+                        if key == ID else "")
+                raise CheckpointError(f"{source} has no optimizer state for {key}{hint}")
             opt.load_state_dict(state["optimizers"][key])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -216,11 +238,12 @@ class Trainer:
                 out, feats = self.wrapped[ED](self._layout(torch.cat([real, torch.cat([gray, e_out.detach()], 1)])))
                 real_feats = [f[:n].detach() for f in feats]
                 terms["e_dis"] = (self.adversarial(out[:n], True, True) + self.adversarial(out[n:], False, True)) / 2
-            if cfg.trains_inpaint:
+            if ID in self.trained:
                 out, _ = self.wrapped[ID](self._layout(torch.cat([images, i_out.detach()])))
                 terms["i_dis"] = (self.adversarial(out[:n], True, True) + self.adversarial(out[n:], False, True)) / 2
-        dis_loss = sum(terms[k] for k in ("e_dis", "i_dis") if k in terms)
-        self.scaler.scale(dis_loss).backward()
+        if "e_dis" in terms or "i_dis" in terms:
+            dis_loss = sum(terms[k] for k in ("e_dis", "i_dis") if k in terms)
+            self.scaler.scale(dis_loss).backward()
 
         frozen = [self.models[k] for k in (ED, ID) if k in self.trained]
         for d in frozen:
@@ -234,10 +257,12 @@ class Trainer:
                     terms["e_fm"] = feature_matching_loss(fake_feats, real_feats) * cfg.fm_weight
                     gen_loss = gen_loss + terms["e_adv"] + terms["e_fm"]
                 if cfg.trains_inpaint:
-                    out, _ = self.models[ID](i_out)
-                    terms["i_adv"] = self.adversarial(out, True, False) * cfg.inpaint_adv_weight
+                    if ID in self.trained:
+                        out, _ = self.models[ID](i_out)
+                        terms["i_adv"] = self.adversarial(out, True, False) * cfg.inpaint_adv_weight
+                        gen_loss = gen_loss + terms["i_adv"]
                     terms["i_l1"] = masked_l1(i_out, images, masks) * cfg.l1_weight
-                    gen_loss = gen_loss + terms["i_adv"] + terms["i_l1"]
+                    gen_loss = gen_loss + terms["i_l1"]
                     if self.vgg is not None:
                         with torch.no_grad():
                             f_img, f_img_m = self.vgg(images), self.vgg(images * masks)

@@ -19,7 +19,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -35,11 +34,12 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 import gpu_check_cuda  # noqa: E402
+import gpu_check_runs  # noqa: E402
 import gpu_check_trt  # noqa: E402
 from gpu_check_cuda import Skip  # noqa: E402
 
 REPORT_MD, REPORT_JSON = "gpu-check.md", "gpu-check.json"
-OWN_DIRS = ("export-demo", "export-paper", "bench")  # what a previous run left and a new run replaces
+OWN_PREFIXES = ("export-", "bench")  # what a previous run left in its report directory and a new run replaces
 
 
 class UsageError(Exception):
@@ -63,7 +63,7 @@ CHECKS = [
           ("cuda_device",)),
     Check("amp_train_step", "training steps with AMP (fp16, bf16) on the GPU", gpu_check_cuda.check_amp_train_step,
           ("cuda_device",)),
-    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_trt.check_gpu_tests, ("cuda_device",)),
+    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_runs.check_gpu_tests, ("cuda_device",)),
     Check("export", "export the demo model and a paper-size random pair (FP32/FP16/INT8)", gpu_check_trt.check_export,
           ("cuda_device",)),
     Check("engines", "TensorRT engines for every ONNX file, with `ec-export engine`", gpu_check_trt.check_engines,
@@ -72,7 +72,7 @@ CHECKS = [
           gpu_check_trt.check_engines_vs_onnxruntime, ("engines",)),
     Check("inpainter_tensorrt", "Inpainter on TensorRT against ONNX Runtime (batches, odd sizes, crops, graphs)",
           gpu_check_trt.check_inpainter, ("engines",)),
-    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_trt.check_bench, ("engines",)),
+    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_runs.check_bench, ("engines",)),
 ]
 NAMES = [c.name for c in CHECKS]
 
@@ -180,8 +180,9 @@ def _prepare_out(out: Path) -> None:
         if not (out / REPORT_JSON).is_file():
             raise UsageError(f"--out {out} is not empty and holds no {REPORT_JSON} (it was not written by this "
                              "script); choose a new directory")
-        for name in OWN_DIRS:
-            shutil.rmtree(out / name, ignore_errors=True)
+        for path in out.iterdir():
+            if path.is_dir() and path.name.startswith(OWN_PREFIXES):
+                shutil.rmtree(path)
 
 
 def parse_args(argv):
@@ -191,14 +192,18 @@ def parse_args(argv):
         epilog="checks, in order:\n" + "\n".join(f"  {c.name:24s} {c.title}" for c in CHECKS) +
                "\n\nexamples:\n  bash scripts/gpu_check.sh                      # everything, report in gpu-check/\n"
                "  bash scripts/gpu_check.sh --quick              # demo model only, 256², fewer iterations\n"
+               "  bash scripts/gpu_check.sh --export export/     # your export (e.g. on a Jetson, without torch)\n"
                "  bash scripts/gpu_check.sh --only cuda_device,cuda_graph --out /tmp/g")
-    parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="report directory (default: gpu-check)")
+    parser.add_argument("--out", type=Path, default=Path("gpu-check"), metavar="DIR", help="report directory (default: gpu-check)")
     parser.add_argument("--quick", action="store_true",
                         help="demo model only, FP32+FP16, 256² and batch 1 in ec-bench, fewer iterations")
-    parser.add_argument("--only", help="comma-separated checks to run (their prerequisites must be listed too)")
-    parser.add_argument("--skip", help="comma-separated checks to leave out")
-    parser.add_argument("--timeout", type=int, default=3600,
-                        help="seconds allowed to each subprocess (pytest, ec-export engine, ec-bench)")
+    parser.add_argument("--export", dest="exports", type=Path, action="append", default=[], metavar="DIR",
+                        help="use this export directory (copied into the report directory) instead of exporting "
+                             "the demo and paper-size models; repeatable. Needs no torch (e.g. on a Jetson)")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated checks to run (their prerequisites must be listed too)")
+    parser.add_argument("--skip", metavar="NAMES", help="comma-separated checks to leave out")
+    parser.add_argument("--timeout", type=int, default=3600, metavar="SECONDS",
+                        help="seconds allowed to the pytest run of the gpu tests (default 3600)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
@@ -213,6 +218,9 @@ def main(argv=None) -> int:
                         for c in CHECKS))
         return 0
     try:
+        missing = [str(d) for d in args.exports if not (d / "export.json").is_file()]
+        if missing:
+            raise UsageError(f"--export {missing[0]} is not an export directory (no export.json)")
         only, skip = _names(args.only), _names(args.skip)
         _prepare_out(args.out)
     except UsageError as exc:
@@ -221,12 +229,18 @@ def main(argv=None) -> int:
     chosen = [c for c in CHECKS if (not only or c.name in only) and c.name not in skip]
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     command = "bash scripts/gpu_check.sh " + " ".join(sys.argv[1:] if argv is None else argv)
-    ctx = gpu_check_cuda.Context(out=args.out, quick=args.quick, timeout=args.timeout, log=print)
+    ctx = gpu_check_cuda.Context(out=args.out, quick=args.quick, timeout=args.timeout, log=print,
+                                 exports_given=args.exports)
     done: dict[str, dict] = {}
     results: list[dict] = []
     for i, check in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {check.name}: {check.title}", flush=True)
-        result = run_check(check, ctx, done)
+        try:
+            result = run_check(check, ctx, done)
+        except KeyboardInterrupt:
+            print(f"interrupted during {check.name}; the report of the checks before it: {args.out / REPORT_MD}",
+                  file=sys.stderr)
+            return 130
         done[check.name] = result
         results.append(result)
         note = result.get("reason") or result.get("error") or ""

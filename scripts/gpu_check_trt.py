@@ -1,26 +1,23 @@
-"""GPU acceptance checks around TensorRT: gpu tests, exports, engines, comparisons, Inpainter, ec-bench.
+"""GPU acceptance checks around TensorRT: exports, engines, Polygraphy comparisons, the TensorRT Inpainter.
 
 Part of ``scripts/gpu_check.py``. Engines are built with the torch-free ``ec-export engine`` (what a
-Jetson user runs) and used through public APIs only: ``ExportDir.engine_path``, ``Inpainter.from_dir``
-(``backend``, ``cuda_graph``) and ``ec-bench --cuda-graph``.
+Jetson user runs) with its default profile, and used through public APIs only: ``ExportDir.engine_path``,
+``Inpainter.from_dir`` (``backend``, ``cuda_graph``). ``ec-export engine`` runs in this process (as
+its console script would), so a test can run these checks on the GPU test double.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
-import re
-import subprocess
-import sys
 import time
-import xml.etree.ElementTree as ET
+import warnings
 from pathlib import Path
 
 from gpu_check_cuda import Context, Skip, optional_import, require
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every shape the checks send: crops from 32 px, 256² and 512² in ec-bench, batches of 4.
-ENGINE_SHAPES = "1x32x32,1x256x256,4x512x512"
 # Largest |ONNX Runtime - TensorRT| on [0, 1] outputs per precision (the same Q/DQ scales and casts
 # run in both; TensorRT picks other kernels and accumulation orders).
 TOLERANCE = {"fp32": 5e-3, "fp16": 2e-2, "int8": 1e-1}
@@ -29,20 +26,7 @@ MIN_PSNR = {"fp32": 40.0, "fp16": 35.0, "int8": 25.0}
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 
-def _run(cmd: list[str], ctx: Context, what: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    try:
-        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=ctx.timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{what} ran past --timeout {ctx.timeout} s") from None
-
-
-def _tail(proc: subprocess.CompletedProcess, lines: int = 15) -> list[str]:
-    text = (proc.stdout + proc.stderr).strip().splitlines()[-lines:]
-    return ["```", *text, "```"]
-
-
-def _require_tensorrt():
+def require_tensorrt():
     trt = optional_import("tensorrt")
     if trt is None:
         rtx = optional_import("tensorrt_rtx") or optional_import("tensorrt_rtx_bindings")
@@ -51,63 +35,16 @@ def _require_tensorrt():
     return trt
 
 
-# ------------------------------------------------------------------ gpu tests
-def check_gpu_tests(ctx: Context) -> dict:
-    require("pytest", "pytest is not installed (pip install -r requirements-dev.txt)")
-    xml = ctx.out / "gpu-tests.xml"
-    proc = _run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-                 "--continue-on-collection-errors", f"--junitxml={xml}", "tests"], ctx, "pytest -m gpu")
-    if proc.returncode not in (0, 1, 5) or not xml.is_file():
-        raise RuntimeError(f"pytest exited {proc.returncode}: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
-    outcome, missing = junit_outcomes(xml)
-    ran = [n for n, o in outcome.items() if o in ("passed", "failed")]
-    failed = [n for n, o in outcome.items() if o == "failed"]
-    details = ["| test | outcome |", "|---|---|"] + [f"| {n} | {o} |" for n, o in outcome.items()]
-    if missing:
-        details += ["", "Test modules not collected for want of a package (not counted as failures): "
-                    + "; ".join(f"{n} ({m})" for n, m in missing.items())]
-    if failed:
-        details += _tail(proc, 40)
-    if not ran:
-        why = sorted({o[len("skipped: "):] for o in outcome.values() if o.startswith("skipped: ")})
-        why += [f"not collected: {m}" for m in sorted(set(missing.values()))]
-        raise Skip("no gpu test ran here: " + ("; ".join(why) or "none selected"))
-    return {"figures": {"gpu tests": len(outcome), "passed": len(ran) - len(failed), "failed": len(failed),
-                        "skipped": len(outcome) - len(ran), "modules not collected": len(missing)},
-            "details": details, "failures": [f"{len(failed)} gpu test(s) failed: {', '.join(failed)}"] if failed else []}
-
-
-def junit_outcomes(xml: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """({test: "passed" | "failed" | "skipped: why"}, {module not collected: the missing package}) from pytest's XML.
-
-    A module that fails to import because a package is missing (``ModuleNotFoundError``) goes into the
-    second dict: on a machine set up with only some packages that is a skip, not a failure.
-    """
-    outcome, missing = {}, {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
-        error = case.find("error")
-        if error is not None and error.get("message") == "collection failure":
-            found = re.search(r"No module named '([^']+)'", error.text or "")
-            if found:
-                missing[name] = f"no module {found.group(1)}"
-                continue
-        skipped = case.find("skipped")
-        outcome[name] = ("failed" if case.find("failure") is not None or error is not None else
-                         f"skipped: {skipped.get('message')}" if skipped is not None else "passed")
-    return outcome, missing
-
-
 # ------------------------------------------------------------------ exports
 def check_export(ctx: Context) -> dict:
-    _require_tensorrt()  # the exports only feed the engine checks
+    require_tensorrt()  # the exports only feed the engine checks
+    if ctx.exports_given:
+        return _copy_exports(ctx)
     require("torch", "torch is not installed: exporting needs pip install -e '.[export]'")
     require("onnx", "onnx is not installed: exporting needs pip install -e '.[export]'")
-    import torch
-
-    from ec_export.exporter import export_checkpoints, export_models
+    from benchmarks.paper_model import write_paper_checkpoints
+    from ec_export.exporter import export_checkpoints
     from ec_train.pretrained import demo_checkpoint
-    from ec_train.registry import create_model
 
     precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
     exports, figures = {}, {}
@@ -115,12 +52,12 @@ def check_export(ctx: Context) -> dict:
     exports["demo"] = ctx.out / "export-demo"
     export_checkpoints([demo_checkpoint()], exports["demo"], precisions=precisions, progress=False)
     figures["demo s"] = round(time.perf_counter() - start, 1)
-    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels) with random weights
+    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels), random weights, official file format
         start = time.perf_counter()
-        torch.manual_seed(0)
+        checkpoints = ctx.out / "export-paper-checkpoints"
+        write_paper_checkpoints(checkpoints, seed=0)
         exports["paper"] = ctx.out / "export-paper"
-        export_models(create_model("edgeconnect", "edge"), create_model("edgeconnect", "inpaint"), exports["paper"],
-                      precisions=precisions, progress=False, source={"note": "random weights (gpu_check.py)"})
+        export_checkpoints([checkpoints], exports["paper"], precisions=precisions, progress=False)
         figures["paper-size s"] = round(time.perf_counter() - start, 1)
     ctx.state["exports"] = exports
     details = []
@@ -131,6 +68,30 @@ def check_export(ctx: Context) -> dict:
     return {"figures": figures, "details": details}
 
 
+def _copy_exports(ctx: Context) -> dict:
+    """``--export DIR``: copy each given export directory (engines are written next to its ONNX files
+    and into its export.json, so the user's own directory stays untouched). No torch needed."""
+    import shutil
+
+    from ec_runtime.exportdir import ExportDir
+
+    exports, details = {}, []
+    for given in ctx.exports_given:
+        ExportDir.open(given)  # one clear error for a directory that is not an export
+        name = Path(given).resolve().name
+        while name in exports:
+            name += "+"
+        target = ctx.out / f"export-{name}"
+        shutil.copytree(given, target, ignore=shutil.ignore_patterns("*.engine", "*.engine.json"))
+        info = json.loads((target / "export.json").read_text())
+        info.pop("engines", None)  # engines of another machine are rebuilt here
+        (target / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+        exports[name] = target
+        details.append(f"- {name}: copied from `{given}` to `{target}`")
+    ctx.state["exports"] = exports
+    return {"figures": {"exports": len(exports)}, "details": details}
+
+
 def onnx_files(export_dir: Path) -> list[str]:
     """The ONNX files an export lists for Canny and the two generators, each once."""
     info = json.loads((export_dir / "export.json").read_text())
@@ -138,26 +99,46 @@ def onnx_files(export_dir: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------ engines
+def run_cli(command, args: list[str]) -> tuple[bool, str]:
+    """Run a click command in this process (so it sees the same modules), as its console script would.
+
+    Returns (succeeded, what it printed). Its one-line errors come back as text, not exceptions.
+    """
+    import click
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            command.main(args, standalone_mode=False)
+        return True, out.getvalue()
+    except click.ClickException as exc:
+        return False, out.getvalue() + f"Error: {exc.format_message()}"
+    except SystemExit as exc:  # click exits on --help and usage errors
+        return exc.code in (0, None), out.getvalue()
+
+
 def check_engines(ctx: Context) -> dict:
-    trt = _require_tensorrt()
+    trt = require_tensorrt()
+    from ec_export.cli import DEFAULT_SHAPES
+    from ec_export.cli import main as ec_export
     from ec_runtime.exportdir import ExportDir
 
-    figures, details, failures = {"TensorRT": trt.__version__, "profile": ENGINE_SHAPES}, [], []
-    details += ["| export | ONNX | engine MiB | recorded in export.json |", "|---|---|---|---|"]
+    figures = {"TensorRT": trt.__version__, "profile (ec-export engine default)": DEFAULT_SHAPES}
+    details = ["| export | ONNX | engine MiB | recorded in export.json |", "|---|---|---|---|"]
+    failures = []
     for name, export_dir in ctx.state["exports"].items():
         files = onnx_files(export_dir)
         start = time.perf_counter()
-        proc = _run([sys.executable, "-m", "ec_export.cli", "engine", *(str(export_dir / f) for f in files),
-                     "--shapes", ENGINE_SHAPES, "--timing-cache", str(ctx.out / "trt.timing.cache")],
-                    ctx, "ec-export engine")
+        ok, printed = run_cli(ec_export, ["engine", *(str(export_dir / f) for f in files),
+                                          "--timing-cache", str(ctx.out / "trt.timing.cache")])
         figures[f"{name} build s"] = round(time.perf_counter() - start, 1)
-        if proc.returncode != 0:
-            failures.append(f"ec-export engine failed on the {name} export")
-            details += _tail(proc)
+        if not ok:
+            failures.append(f"ec-export engine failed on the {name} export: {printed.strip().splitlines()[-1:]}")
+            details += ["```", *printed.strip().splitlines()[-15:], "```"]
             continue
         export = ExportDir.open(export_dir)
         for f in files:
-            kind, precision = f.split(".")[0], (f.split(".")[1] if f.count(".") == 2 else "fp32")
+            kind, precision = _kind_precision(f)
             engine = export_dir / f.replace(".onnx", ".engine")
             recorded = export.engine_path(kind, precision) is not None
             size = f"{engine.stat().st_size / 2**20:.1f}" if engine.is_file() else "missing"
@@ -165,8 +146,21 @@ def check_engines(ctx: Context) -> dict:
             if not recorded:
                 failures.append(f"{name}/{f}: `ec-export engine` built it but export.json does not record it, "
                                 "so backend='auto' would not use it")
-    ctx.state["engines_built"] = not failures
     return {"figures": figures, "details": details, "failures": failures}
+
+
+def _kind_precision(onnx_name: str) -> tuple[str, str]:
+    """``edge.fp16.onnx`` -> ``("edge", "fp16")``; ``canny.onnx`` -> ``("canny", "fp32")``."""
+    parts = onnx_name.split(".")
+    return parts[0], parts[1] if len(parts) == 3 else "fp32"
+
+
+def precisions_of(export_dir: Path, quick: bool) -> list[str]:
+    """The precisions both generators were exported in (FP32 and FP16 only with --quick)."""
+    from ec_runtime.exportdir import ExportDir
+
+    wanted = ("fp32", "fp16") if quick else ("fp32", "fp16", "int8")
+    return [p for p in ExportDir.open(export_dir).precisions() if p in wanted]
 
 
 # ------------------------------------------------------------------ engine vs ONNX Runtime
@@ -214,7 +208,7 @@ def _inputs_of(path: Path) -> list[str]:
 
 
 def check_engines_vs_onnxruntime(ctx: Context) -> dict:
-    _require_tensorrt()
+    require_tensorrt()
     require("polygraphy", "polygraphy is not installed (pip install polygraphy)")
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -229,7 +223,7 @@ def check_engines_vs_onnxruntime(ctx: Context) -> dict:
             edges = canny.infer({"gray": base["gray"], "mask": base["mask"]})
         all_inputs = dict(base, edges=next(iter(edges.values())))
         for f in onnx_files(export_dir):
-            precision = f.split(".")[1] if f.count(".") == 2 else "fp32"
+            precision = _kind_precision(f)[1]
             onnx_path, engine = export_dir / f, export_dir / f.replace(".onnx", ".engine")
             feed = {k: all_inputs[k] for k in _inputs_of(onnx_path)}
             is_canny = f.startswith("canny")
@@ -255,7 +249,7 @@ def _psnr(a, b) -> float:
 
 
 def check_inpainter(ctx: Context) -> dict:
-    _require_tensorrt()
+    require_tensorrt()
     require("pycuda", "pycuda is not installed: the runtime's TensorRT path needs it (pip install pycuda, "
                       "built on the device)")
     import numpy as np
@@ -273,15 +267,18 @@ def check_inpainter(ctx: Context) -> dict:
     details = ["| export | precision | case | CUDA graph | PSNR vs ORT (dB) | max abs diff | pixels off by >1 | ok |",
                "|---|---|---|---|---|---|---|---|"]
     failures = []
-    precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
     for name, export_dir in ctx.state["exports"].items():
-        for precision in precisions:
+        for precision in precisions_of(export_dir, ctx.quick):
             with Inpainter.from_dir(export_dir, backend="onnxruntime", providers="cpu", precision=precision) as ort:
                 want = {case: fn(ort) for case, fn in cases.items()}
             for graph in (False, True):
-                with Inpainter.from_dir(export_dir, backend="auto", precision=precision, cuda_graph=graph) as trt:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    trt = Inpainter.from_dir(export_dir, backend="auto", precision=precision, cuda_graph=graph)
+                with trt:
                     if trt.backend != "tensorrt":
-                        failures.append(f"{name} {precision}: backend='auto' chose {trt.backend}, not tensorrt")
+                        why = "; ".join(str(w.message) for w in caught) or "no warning given"
+                        failures.append(f"{name} {precision}: backend='auto' chose {trt.backend}, not tensorrt ({why})")
                         continue
                     order = list(cases) + ([next(iter(cases))] if graph else [])  # A, B, C, A: graphs per shape
                     for case in order:
@@ -297,56 +294,3 @@ def check_inpainter(ctx: Context) -> dict:
     return {"figures": {"cases": len(details) - 2}, "details": details, "failures": failures}
 
 
-# ------------------------------------------------------------------ ec-bench
-def check_bench(ctx: Context) -> dict:
-    _require_tensorrt()
-    require("pycuda", "pycuda is not installed: ec-bench's TensorRT rows need it (pip install pycuda)")
-    sizes, batches, iters = ("256", "1", "5") if ctx.quick else ("256,512", "1,4", "20")
-    precisions = "fp32,fp16" if ctx.quick else "fp32,fp16,int8"
-    runs, details, failures = {}, [], []
-    for name, export_dir in ctx.state["exports"].items():
-        for graph in (False, True):
-            out = ctx.out / "bench" / f"{name}-graph-{'on' if graph else 'off'}"
-            cmd = [sys.executable, "-m", "benchmarks.cli", str(export_dir),
-                   "--backends", "tensorrt" if graph else "onnxruntime,tensorrt", "--precisions", precisions,
-                   "--sizes", sizes, "--batch", batches, "--iters", iters, "--warmup", "3", "-q",
-                   "--json", str(out / "report.json"), "--markdown", str(out / "report.md"),
-                   "--plot", str(out / "report.png")] + (["--cuda-graph"] if graph else [])
-            proc = _run(cmd, ctx, "ec-bench")
-            if proc.returncode != 0:
-                failures.append(f"ec-bench on {name} (graphs {'on' if graph else 'off'}) exited {proc.returncode}")
-                details += _tail(proc)
-                continue
-            report = json.loads((out / "report.json").read_text())
-            runs[(name, graph)] = report
-            for s in report["skipped"]:
-                if s["backend"] == "tensorrt":
-                    failures.append(f"{name}: ec-bench skipped tensorrt {s['precision']}: {s['reason']}")
-    rows = bench_table(runs)
-    details = ["| export | precision | size | batch | ORT ms | TRT ms | TRT + graph ms | graph speed-up | TRT img/s |",
-               "|---|---|---|---|---|---|---|---|---|"] + rows + details
-    return {"figures": {"rows": len(rows)}, "details": details, "failures": failures}
-
-
-def bench_table(runs: dict) -> list[str]:
-    """Markdown rows joining ec-bench reports keyed by (export name, cuda_graph)."""
-    cells: dict[tuple, dict] = {}
-    for (name, graph), report in runs.items():
-        for r in report["rows"]:
-            key = (name, r["precision"], r["size"], r["batch"])
-            column = "ort" if r["backend"] == "onnxruntime" else ("graph" if graph else "trt")
-            cells.setdefault(key, {})[column] = r
-    lines = []
-    for key in sorted(cells):
-        c = cells[key]
-
-        def ms(col):
-            return f"{c[col]['latency']['mean_ms']:.2f}" if col in c else "-"
-
-        speedup = (f"{c['trt']['latency']['mean_ms'] / c['graph']['latency']['mean_ms']:.2f}x"
-                   if "trt" in c and "graph" in c else "-")
-        best = min((c[k] for k in ("trt", "graph") if k in c), key=lambda r: r["latency"]["mean_ms"], default=None)
-        img_s = f"{best['throughput_img_s']:.1f}" if best else "-"
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]}² | {key[3]} | {ms('ort')} | {ms('trt')} | {ms('graph')} | "
-                     f"{speedup} | {img_s} |")
-    return lines

@@ -1,4 +1,4 @@
-"""The README's main job, in its shortened CI form (QUICK=1): export, inpaint, montage, bench."""
+"""The README's main job, in its shortened CI form (QUICK=1): export, inpaint, montage, bench, serve."""
 
 import json
 import os
@@ -26,3 +26,6 @@ def test_main_job_runs_end_to_end(tmp_path):
     bench = json.loads((out / "bench.json").read_text())
     assert {r["backend"] for r in bench["rows"]} == {"torch", "onnxruntime"}
     assert f"Results in {out}/" in proc.stdout
+    served = list((out / "served").glob("*.png"))  # one photo through ec-serve, identical to in-process
+    assert len(served) == 1 and "identical to the in-process result" in proc.stdout
+    assert (out / "triton-repo" / "edgeconnect" / "config.pbtxt").is_file()

@@ -54,3 +54,24 @@ def test_bench_report_has_every_field(tiny_export, tmp_path):
     assert markdown.count("| onnxruntime |") == 4
     assert markdown.count("| exact |") >= 2 and "| inf |" not in markdown  # the baseline's PSNR is "exact"
     assert (out / "r.png").stat().st_size > 1000
+
+
+def test_two_models_in_one_interleaved_run(tiny_export, tmp_path):
+    """--with: every model's rows in one loop, each against its own torch baseline; int8 runs the U8S8 files."""
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, [str(tiny_export), "--with", str(tiny_export), "--sizes", "32", "--batch", "1",
+                                       "--iters", "2", "--precisions", "fp32,int8", "--threads", "1",
+                                       "--json", str(out / "r.json"), "--markdown", str(out / "r.md"),
+                                       "--plot", str(out / "r.png"), "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "r.json").read_text(), parse_constant=_reject)
+    assert len(report["models"]) == 2 and report["model"] == report["models"][0]
+    labels = [m["label"] for m in report["models"]]
+    assert len(set(labels)) == 2
+    assert {(r["model"], r["backend"], r["precision"]) for r in report["rows"]} == {
+        (m, b, p) for m in labels for b, p in [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]}
+    for r in report["rows"]:
+        assert r["speedup_vs_torch"] > 0
+        assert r.get("files") == ("int8_cpu" if r["precision"] == "int8" else None)
+    markdown = (out / "r.md").read_text()
+    assert markdown.count("| int8 U8S8 |") == 2 and markdown.count("- model:") == 2

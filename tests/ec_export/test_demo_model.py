@@ -14,12 +14,12 @@ def demo_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "export"
     export_checkpoints([demo_checkpoint()], out, precisions=("fp32", "fp16", "int8"), calib_size=128,
                        accuracy_size=128, progress=False)
-    return json.loads((out / "export.json").read_text())
+    return out
 
 
 @pytest.mark.slow
 def test_fp16_and_int8_meet_their_gates_on_trained_weights(demo_export):
-    acc = demo_export["accuracy"]
+    acc = json.loads((demo_export / "export.json").read_text())["accuracy"]
     for kind in ("edge", "inpaint"):
         assert acc["fp16"]["models"][kind]["psnr_db"] >= 45, acc["fp16"]
         assert acc["int8"]["models"][kind]["psnr_db"] >= 30, acc["int8"]
@@ -33,3 +33,21 @@ def test_demo_checkpoint_is_small_and_loads():
     edge, inpaint = load_generator(path, "edge"), load_generator(path, "inpaint")
     assert sum(p.numel() for p in inpaint.parameters()) == 1_519_651
     assert edge.encoder[1].weight_orig.dtype.is_floating_point
+
+
+@pytest.mark.slow
+def test_cpu_int8_is_within_40db_of_fp32_on_photos(demo_export):
+    """ONNX Runtime on the CPU runs int8 with the U8S8 files; end to end they stay >= 40 dB from FP32."""
+    from ec_runtime import Inpainter
+    from tests.helpers import photo_and_mask, psnr
+
+    acc = json.loads((demo_export / "export.json").read_text())["accuracy"]["int8_cpu"]
+    for kind in ("edge", "inpaint"):
+        assert acc["models"][kind]["psnr_db"] >= 40, acc
+    with Inpainter.from_dir(demo_export, backend="onnxruntime", precision="int8", strategy="original") as q, \
+            Inpainter.from_dir(demo_export, backend="onnxruntime", strategy="original") as ref:
+        assert q.model_variant == "int8_cpu"
+        assert q.stages.runners["inpaint"].path.name == "inpaint.int8_cpu.onnx"
+        for name, seed in (("rocket", 11), ("chelsea", 12), ("astronaut", 13)):
+            img, mask = photo_and_mask(name, 256, seed)
+            assert psnr(q.inpaint(img, mask), ref.inpaint(img, mask), 255) >= 40, name

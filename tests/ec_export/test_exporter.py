@@ -52,8 +52,9 @@ def test_export_directory_and_metadata(lite):
     assert json.loads((out / "export.json").read_text()) == info
     assert info["format"] == "ec-deploy/export/v1"
     assert set(info["models"]) == {"canny", "edge", "inpaint", "pipeline"}
-    for kind in ("canny", "edge", "inpaint"):
-        assert set(info["models"][kind]) == {"fp32", "fp16", "int8"}
+    assert set(info["models"]["canny"]) == {"fp32", "fp16", "int8"}
+    for kind in ("edge", "inpaint", "pipeline"):
+        assert set(info["models"][kind]) == {"fp32", "fp16", "int8", "int8_cpu"}
     assert info["settings"]["calibration"]["images"] == 3 and info["settings"]["calibration"]["method"] == "minmax"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "staging directory left behind"
     for per in info["models"].values():
@@ -122,6 +123,39 @@ def test_int8_qdq_is_tensorrt_style(lite):
             assert inits[n.input[0]].dtype == np.int8  # weights int8, biases left in float
 
 
+def test_int8_cpu_is_u8s8_qdq_on_conv_only(lite):
+    """The CPU variant: uint8 activations, int8 per-channel weights, Q/DQ only where a Conv needs it."""
+    _, _, out, info = lite
+    for kind in ("edge", "inpaint", "pipeline"):
+        model = onnx.load(str(out / info["models"][kind]["int8_cpu"]))
+        meta = get_metadata(model)
+        assert meta["ec.precision"] == "int8" and meta["ec.int8_target"] == "onnxruntime-cpu"
+        producers = {o: n for n in model.graph.node for o in n.output}
+        consumers = {}
+        for node in model.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        quants = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        assert quants
+        for q in quants:
+            assert inits[q.input[2]].dtype == np.uint8
+            source = producers.get(q.input[0])
+            after = {c.op_type for dq in consumers[q.output[0]] for c in consumers[dq.output[0]]}
+            assert (source is not None and source.op_type == "Conv") or after == {"Conv"}, (q.name, after)
+        for node in model.graph.node:
+            if node.op_type == "ConvTranspose":  # no int8 ConvTranspose kernel on ORT's CPU provider
+                assert producers[node.input[0]].op_type != "DequantizeLinear"
+                assert producers.get(node.input[1]) is None
+            if node.op_type == "Conv" and not node.name.startswith("/canny/"):
+                weight = producers[node.input[1]]
+                assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].dtype == np.int8
+                assert inits[weight.input[1]].size == inits[weight.input[0]].shape[0]  # per output channel
+    drift = info["accuracy"]["int8_cpu"]
+    assert set(drift["models"]) == {"edge", "inpaint", "pipeline"} and math.isfinite(drift["psnr_db"])
+    assert drift["settings"]["activations"].startswith("uint8")
+
+
 @pytest.mark.parametrize("part,wrapper,io,example_channels", [
     ("edge", EdgeStage, EDGE_IO, (1, 1, 1)), ("inpaint", InpaintStage, INPAINT_IO, (3, 1, 1))])
 def test_paper_generators_are_clean_graphs(tmp_path, part, wrapper, io, example_channels):
@@ -141,6 +175,8 @@ def test_tensorrt_builds_every_onnx_written(lite, tmp_path):
     built = []
     for kind, per in info["models"].items():
         for precision, name in per.items():
+            if precision == "int8_cpu":  # ONNX Runtime's CPU files (uint8 activations)
+                continue
             engine = build_engine(out / name, tmp_path / name.replace(".onnx", ".engine"), shapes=SMALL_PROFILE,
                                   workspace_mb=256, timing_cache=tmp_path / "timing.cache")
             side = json.loads((tmp_path / (engine.name + ".json")).read_text())

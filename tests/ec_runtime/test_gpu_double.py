@@ -140,3 +140,23 @@ def test_version_compatible_plans_need_host_code_allowed(double, lite_export, tm
     assert runtime.deserialize_cuda_engine(plan.read_bytes()) is None
     runtime.engine_host_code_allowed = True
     assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None
+
+
+@pytest.mark.trt
+def test_the_double_offers_only_names_the_real_tensorrt_api_has():
+    """Every public name of the double's TensorRT classes exists on TensorRT-RTX's (the API TensorRT 10 shares)."""
+    import tensorrt_rtx_bindings as real
+
+    from tests.ec_runtime import trt_double as d
+
+    pairs = [(d.Runtime, real.Runtime), (d.Engine, real.ICudaEngine), (d.ExecutionContext, real.IExecutionContext),
+             (d.Builder, real.Builder), (d.BuilderConfig, real.IBuilderConfig), (d.Network, real.INetworkDefinition),
+             (d.OptimizationProfile, real.IOptimizationProfile), (d.OnnxParser, real.OnnxParser)]
+    for fake, actual in pairs:
+        names = {n for n in vars(fake) if not n.startswith("_")} - {"gpu"}
+        assert names <= set(dir(actual)), (fake.__name__, sorted(names - set(dir(actual))))
+    assert hasattr(real.Runtime, "engine_host_code_allowed")
+    for enum in ("DataType", "TensorIOMode", "BuilderFlag", "MemoryPoolType", "NetworkDefinitionCreationFlag"):
+        names = {m.name for m in getattr(d, enum)}
+        assert names <= set(dir(getattr(real, enum))), (enum, names - set(dir(getattr(real, enum))))
+    assert callable(real.nptype) and hasattr(real.Logger, "WARNING") and hasattr(real.ILogger, "Severity")

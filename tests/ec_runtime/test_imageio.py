@@ -43,7 +43,9 @@ def test_mask_threshold_is_127_and_zero_one_masks_work(tmp_path):
     assert read_mask(tmp_path / "01.png")[0].tolist() == [False, False, False, True, True, True]
     Image.fromarray(np.dstack([values] * 3)).save(tmp_path / "rgb_mask.png")
     assert read_mask(tmp_path / "rgb_mask.png")[0].tolist() == [False, False, False, True, True, True]
-    assert hole_mask(np.array([[0, 1, 255]], np.uint8)).tolist() == [[False, True, True]]
+    # one rule for arrays and files: above half scale, or nonzero in a 0/1 (max <= 3) label mask
+    assert hole_mask(np.array([[0, 1, 255]], np.uint8)).tolist() == [[False, False, True]]
+    assert hole_mask(np.array([[0, 1, 2]], np.uint8)).tolist() == [[False, True, True]]
 
 
 def test_resize_mask_uses_nearest_neighbour(tmp_path):

@@ -103,8 +103,10 @@ def test_bad_inputs_are_clear_errors(painter):
         painter.inpaint(img, mask[:32, :32])
     with pytest.raises(InputError, match="at least 16 pixels"):
         painter.inpaint(img[:15, :40], mask[:15, :40])
-    with pytest.raises(InputError, match="H x W mask"):
-        painter.inpaint(img, np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(InputError, match="H x W .*mask"):
+        painter.inpaint(img, np.zeros((64, 64, 5), np.uint8))
+    # color masks follow the same rule as mask files (brightest channel above half scale)
+    assert np.array_equal(painter.inpaint(img, np.dstack([mask * 255] * 3)), painter.inpaint(img, mask))
 
 
 def test_gray_rgba_and_16bit_arrays_are_converted(painter):
@@ -200,3 +202,19 @@ def test_large_image_strategies_with_the_models(painter):
         out, edges = small_side.inpaint(img, mask, return_edges=True, strategy=strategy)
         assert out.shape == img.shape and edges.shape == mask.shape
         assert np.array_equal(out[~mask], img[~mask]) and not np.array_equal(out[mask], img[mask])
+
+
+def test_int8_picks_the_cpu_files_on_the_cpu_provider(tmp_path):
+    from ec_runtime.pipeline import ExportDir
+    from ec_runtime.runners import primary_provider
+
+    both = {k: {"fp32": f"{k}.onnx", "int8": f"{k}.int8.onnx", "int8_cpu": f"{k}.int8_cpu.onnx"}
+            for k in ("edge", "inpaint")}
+    export = ExportDir(tmp_path, {"models": both})
+    assert export.model_variant("int8", "CPUExecutionProvider") == "int8_cpu"
+    assert export.model_variant("int8", "TensorrtExecutionProvider") == "int8"
+    assert export.model_variant("int8", "CUDAExecutionProvider") == "int8"
+    assert export.model_variant("fp32", "CPUExecutionProvider") == "fp32"
+    older = ExportDir(tmp_path, {"models": {k: {"fp32": v["fp32"], "int8": v["int8"]} for k, v in both.items()}})
+    assert older.model_variant("int8", "CPUExecutionProvider") == "int8"  # exports made before the CPU variant
+    assert primary_provider(None) == primary_provider("cpu") == "CPUExecutionProvider"

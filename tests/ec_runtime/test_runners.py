@@ -35,3 +35,21 @@ def test_missing_or_broken_model_files_name_the_path(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     with pytest.raises(EcRuntimeError, match=str(tmp_path / "bad.onnx")):
         OrtRunner(tmp_path / "bad.onnx").activate()
+
+
+def test_provider_options_are_merged_and_cuda_keeps_full_fp32(monkeypatch):
+    import onnxruntime as ort
+
+    from ec_runtime.runners import resolve_providers
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "__version__", "1.20.1")
+    got = resolve_providers([("cuda", {"gpu_mem_limit": 1 << 30}), ("TensorrtExecutionProvider",
+                             {"trt_fp16_enable": True, "device_id": 1}), ("CPUExecutionProvider", {"arena": 0})], 2)
+    assert got == [("CUDAExecutionProvider", {"device_id": 2, "use_tf32": 0, "gpu_mem_limit": 1 << 30}),
+                   ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True}),
+                   ("CPUExecutionProvider", {"arena": 0})]
+    assert resolve_providers([("cuda", {"use_tf32": 1})])[0][1]["use_tf32"] == 1  # the caller's choice wins
+    monkeypatch.setattr(ort, "__version__", "1.17.3")  # no use_tf32 option before 1.18
+    assert resolve_providers("cuda") == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]

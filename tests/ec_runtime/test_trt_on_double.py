@@ -197,3 +197,86 @@ def test_auto_falls_back_to_onnxruntime_with_a_warning(engines, monkeypatch):
         monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.warns(RuntimeWarning, match="pycuda"):
         assert Inpainter.from_dir(engines, backend="auto").backend == "onnxruntime"
+
+
+def _bench_stages(export, backend):
+    from benchmarks.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(export_dir=export, backends=(backend,), precisions=("fp32",), sizes=(64,), batches=(2,),
+                      warmup=1, iters=2, threads=1, ceiling_gflops=None)
+    result = run_bench(cfg, progress=False)
+    assert not result["skipped"], result["skipped"]
+    return result["rows"][0]["stages_ms"]
+
+
+def test_ec_bench_times_transfers_and_engines_on_tensorrt(engines, gpu):
+    stages = _bench_stages(engines, "tensorrt")
+    assert {"h2d", "canny", "edge", "inpaint", "d2h", "host"} <= set(stages)
+    assert all(np.isfinite(v) and v >= 0 for v in stages.values())
+
+
+def test_ec_bench_times_transfers_and_sessions_on_onnxruntime_cuda(engines, monkeypatch):
+    """The ORT-CUDA path (IO binding, OrtValues on the device) with the device swapped for the host."""
+    import onnxruntime as ort
+
+    from ec_runtime.runners import OrtRunner
+
+    def infer_on_device(self, feed):
+        host = {k: v.numpy() if isinstance(v, ort.OrtValue) else v for k, v in feed.items()}
+        return {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in self.infer(host).items()}
+
+    monkeypatch.setattr(OrtRunner, "on_cuda", property(lambda self: self.session is not None))
+    monkeypatch.setattr(OrtRunner, "to_device", lambda self, a: ort.OrtValue.ortvalue_from_numpy(
+        np.ascontiguousarray(a, np.float32)))
+    monkeypatch.setattr(OrtRunner, "infer_on_device", infer_on_device)
+    stages = _bench_stages(engines, "onnxruntime")
+    assert {"h2d", "canny", "edge", "inpaint", "d2h", "host"} <= set(stages)
+    assert stages["canny"] > 0 and stages["inpaint"] > 0
+
+
+def test_engines_built_into_a_subfolder_are_recorded_relative_to_the_export(lite_export, tmp_path, monkeypatch):
+    from ec_export.cli import main
+    from ec_runtime.exportdir import ExportDir
+
+    install(monkeypatch)
+    export = tmp_path / "export"
+    shutil.copytree(lite_export, export)
+    result = CliRunner().invoke(main, ["engine", str(export / "canny.onnx"), "-o", str(export / "plans")])
+    assert result.exit_code == 0 and "recorded in" in result.output, result.output
+    entry = json.loads((export / "export.json").read_text())["engines"]["canny.fp32"]
+    assert entry == {"engine": "plans/canny.engine", "sidecar": "plans/canny.engine.json"}
+    assert ExportDir.open(export).engine_path("canny", "fp32") == export / "plans/canny.engine"
+    result = CliRunner().invoke(main, ["engine", str(export / "edge.onnx"), "-o", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0 and "not recorded" in result.output  # the runtime follows no path out of DIR
+    assert "edge.fp32" not in json.loads((export / "export.json").read_text())["engines"]
+    loose = tmp_path / "loose.onnx"
+    shutil.copy(lite_export / "canny.onnx", loose)  # not part of an export directory: nothing to record
+    result = CliRunner().invoke(main, ["engine", str(loose)])
+    assert result.exit_code == 0 and "recorded" not in result.output
+
+
+def test_ec_inpaint_reports_the_fallback_as_one_warning_line(engines, monkeypatch, tmp_path):
+    from ec_runtime.cli import main
+
+    install(monkeypatch, version="10.8.0")
+    img, mask = photo_and_mask("astronaut", 64, 0)
+    cv2.imwrite(str(tmp_path / "a.png"), img[..., ::-1])
+    cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
+    result = CliRunner().invoke(main, [str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                                       str(tmp_path / "out.png"), "--model", str(engines)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "not used" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: TensorRT engines in ")
+    assert "with onnxruntime" in result.output and "Traceback" not in result.output
+
+
+def test_one_tensorrt_inpainter_serves_several_threads(engines, gpu, ort_painter):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [photo_and_mask(name, size, i) for i, (name, size) in
+             enumerate((("astronaut", 64), ("coffee", 96), ("chelsea", 64), ("astronaut", 96)))]
+    with Inpainter.from_dir(engines, backend="tensorrt", cuda_graph=True) as painter:
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda p: painter.inpaint(*p), pairs * 2))
+    for g, p in zip(got, pairs * 2):
+        assert _compare(g, ort_painter.inpaint(*p)) == 0

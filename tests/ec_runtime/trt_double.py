@@ -29,9 +29,7 @@ class TensorIOMode(enum.IntEnum):
     OUTPUT = 2
 
 
-class BuilderFlag(enum.IntEnum):
-    FP16 = 0
-    INT8 = 1
+class BuilderFlag(enum.IntEnum):  # only flags TensorRT 10 and TensorRT-RTX both have
     TF32 = 7
     VERSION_COMPATIBLE = 15
 

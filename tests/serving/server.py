@@ -59,8 +59,10 @@ class Served:
     def start(self, timeout: float = 120) -> "Served":
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's ec_runtime, in ec-serve and in the models
         self.stdout, self.stderr = [], []
+        from ec_runtime.serve import die_with_parent  # a killed test run takes its servers with it
+
         self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=env, cwd=ROOT)
+                                        env=env, cwd=ROOT, preexec_fn=die_with_parent)
         threading.Thread(target=self._drain, args=(self.process.stderr, self.stderr), daemon=True).start()
         ready = threading.Event()
         threading.Thread(target=self._drain, args=(self.process.stdout, self.stdout, ready), daemon=True).start()
