@@ -20,8 +20,19 @@ class _DefaultToExport(click.Group):
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            first = args[0]
+            if first.isidentifier() and first.islower() and not _exists(first):  # e.g. `ec-export onnx ...`
+                raise click.UsageError(f"no command or checkpoint {first!r}: the commands are "
+                                       f"{', '.join(sorted(self.commands))}; to export, pass the checkpoint "
+                                       "files directly: `ec-export CHECKPOINT... -o DIR`", ctx=ctx)
             args = ["export", *args]
         return super().parse_args(ctx, args)
+
+
+def _exists(name: str) -> bool:
+    import os
+
+    return os.path.lexists(name)
 
 
 def _user_errors():

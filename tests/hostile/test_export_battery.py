@@ -157,24 +157,24 @@ def test_a_later_export_cleans_the_staging_of_a_killed_one(tiny_checkpoint, tiny
     assert _hidden(exp) == [] and _hidden(tmp_path) == []
 
 
-def test_staging_of_a_running_export_is_left_alone(tiny_checkpoint, tmp_path):
-    """A staging folder whose process still runs (a concurrent export) is not removed."""
-    out = tmp_path / "export"
-    live = tmp_path / f".export.ec-export-{os.getpid()}-live"
-    live.mkdir()
-    (live / "edge.onnx").write_bytes(b"in progress")
-    ok(run("ec-export", tiny_checkpoint, "-o", out, *FAST, cwd=tmp_path))
-    assert (live / "edge.onnx").is_file()
-
-
-def test_stale_staging_of_a_dead_process_is_removed(tiny_checkpoint, tmp_path):
+def test_stale_staging_of_a_dead_process_is_removed_and_a_live_one_kept(tiny_checkpoint, tmp_path):
+    """Only staging folders whose process is gone are removed (a concurrent export keeps its own)."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = tmp_path / f".export.ec-export-{dead.pid}-x1"
-    stale.mkdir()
-    (stale / "edge.onnx").write_bytes(b"\0" * 1000)
+    live = tmp_path / f".export.ec-export-{os.getpid()}-live"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "edge.onnx").write_bytes(b"\0" * 1000)
     ok(run("ec-export", tiny_checkpoint, "-o", tmp_path / "export", *FAST, cwd=tmp_path))
-    assert not stale.exists()
+    assert not stale.exists() and (live / "edge.onnx").is_file()
+
+
+@pytest.mark.parametrize("args", (["onnx", "model.pth"], ["convert", "x.pth", "-o", "out"]))
+def test_a_subcommand_that_does_not_exist_gets_a_hint_that_works(args, tmp_path):
+    res = fails(run("ec-export", *args, cwd=tmp_path, timeout=60), "ec-export CHECKPOINT... -o DIR", rc=2)
+    assert "engine" in res.out and "triton" in res.out
+    assert tree(tmp_path) == {}
 
 
 # ---------------------------------------------------------------- poisoned weights and damaged checkpoints
