@@ -6,6 +6,7 @@ Part of ``scripts/gpu_check.py``. Every check takes a :class:`Context` and retur
 
 from __future__ import annotations
 
+import importlib
 import platform
 import shutil
 import subprocess
@@ -19,6 +20,10 @@ from gpu_check_cudart import CudaRuntime, NoCudaRuntime, cuda_devices, optional_
 
 PROBED = ("numpy", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings", "pycuda", "cuda.bindings", "cupy",
           "polygraphy", "cv2", "skimage", "pytest")
+
+
+TRAIN_DEVICE = "cuda"  # where the AMP check trains (a test runs the check's logic on the CPU)
+QUICK_SIZES = {"canny": 256, "amp": 128}  # image sizes with --quick (full: 512 and 256)
 
 
 class Skip(Exception):
@@ -37,11 +42,12 @@ class Context:
 
 
 def require(name: str, why: str):
-    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it)."""
-    module = optional_import(name)
-    if module is None:
-        raise Skip(why)
-    return module
+    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it) and the error."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise Skip(f"{why} [{detail}]") from None
 
 
 def _version(module) -> str | None:
@@ -91,25 +97,39 @@ def check_cuda_device(ctx: Context) -> dict:
 
 
 def _photos(size: int, count: int):
-    """(uint8 RGB images, uint8 hole masks): the bundled photos where scikit-image is installed, else drawn ones."""
+    """(uint8 RGB images, uint8 hole masks, 1 = hole).
+
+    The photos bundled with scikit-image and ec_train's free-form masks where OpenCV and scikit-image
+    are installed; otherwise numpy-drawn images and holes, so the torch checks also run on a machine
+    that has little more than torch.
+    """
     import numpy as np
 
-    from ec_train.masks import free_form_mask
-
     rng = np.random.default_rng(0)
-    masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
     try:
+        from ec_train.masks import free_form_mask
         from ec_train.samples import SAMPLE_PHOTOS, sample_photo
 
+        masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
         images = np.stack([sample_photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)], size) for i in range(count)])
+        return images, masks
     except ImportError:
-        import cv2
-
-        images = np.zeros((count, size, size, 3), np.uint8)
-        for img in images:
-            for _ in range(12):
-                cv2.circle(img, tuple(int(v) for v in rng.integers(0, size, 2)), int(rng.integers(4, size // 4)),
-                           tuple(int(v) for v in rng.integers(0, 256, 3)), int(rng.choice([-1, 2, 5])))
+        pass
+    y, x = np.mgrid[0:size, 0:size] / size
+    images = np.empty((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        img = np.stack([x, y, (x + y) / 2], -1) * 160
+        for _ in range(12):  # discs and squares: plenty of edges
+            cy, cx, r = rng.random(3) * [1, 1, 0.2]
+            inside = ((y - cy) ** 2 + (x - cx) ** 2 < r * r) if rng.random() < 0.5 else \
+                ((abs(y - cy) < r) & (abs(x - cx) < r))
+            img[inside] = rng.integers(0, 256, 3)
+        images[i] = img.astype(np.uint8)
+        for _ in range(3):  # three rectangular holes, 10-40% of the image in all
+            h, w = (rng.random(2) * 0.3 + 0.15) * size
+            top, left = rng.random(2) * (size - np.array([h, w]))
+            masks[i, int(top):int(top + h), int(left):int(left + w)] = 1
     return images, masks
 
 
@@ -121,7 +141,7 @@ def check_torch_canny(ctx: Context) -> dict:
     from ec_train.canny import Canny
     from ec_train.networks import rgb_to_gray
 
-    size = 256 if ctx.quick else 512
+    size = QUICK_SIZES["canny"] if ctx.quick else 512
     images, holes = _photos(size, 4)
     image = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     gray, known = rgb_to_gray(image), torch.from_numpy(1 - holes).float()[:, None]
@@ -137,9 +157,17 @@ def check_torch_canny(ctx: Context) -> dict:
     torch.cuda.synchronize()
     cuda_ms = 1e3 * (time.perf_counter() - start)
     agree = float((cuda.cpu() == cpu).float().mean())
-    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "edge pixels (CPU)": int(cpu.sum()),
+    # cuDNN may run the smoothing convolutions in TF32 on Ampere and newer (torch's default); measure both.
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        agree_fp32 = float((gpu_canny(g, k).cpu() == cpu).float().mean())
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "pixels agreeing, TF32 off": f"{100 * agree_fp32:.4f}%",
+               "edge pixels (CPU)": int(cpu.sum()),
                f"CPU ms (4x{size}²)": round(cpu_ms, 1), f"CUDA ms (4x{size}²)": round(cuda_ms, 2)}
-    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge pixels agree (need 99.9%)"]
+    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge-map pixels agree (need 99.9%)"]
     return {"figures": figures, "failures": failures}
 
 
@@ -226,8 +254,13 @@ def check_cuda_graph(ctx: Context) -> dict:
     return {"figures": figures, "failures": failures}
 
 
+def amp_modes(torch) -> list[str]:
+    """The autocast types to train with: fp16 (with a gradient scaler), and bf16 where the GPU has it."""
+    return ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+
+
 def check_amp_train_step(ctx: Context) -> dict:
-    """Three joint-mode training steps of the paper-size networks under fp16 and bf16 autocast."""
+    """Three joint-mode training steps of the paper-size networks (lite with --quick) under fp16 and bf16 autocast."""
     torch = require("torch", "torch is not installed (pip install torch)")
     if not torch.cuda.is_available():
         raise Skip(f"torch {torch.__version__} has no CUDA")
@@ -235,14 +268,15 @@ def check_amp_train_step(ctx: Context) -> dict:
     from ec_train.config import TrainConfig
     from ec_train.trainer import IG, Trainer
 
-    images, holes = _photos(256, 2)
+    size = QUICK_SIZES["amp"] if ctx.quick else 256
+    images, holes = _photos(size, 2)
     batch = {"image": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
              "mask": torch.from_numpy(holes).float()[:, None]}
     figures, failures = {}, []
-    modes = ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    modes = amp_modes(torch)
     for amp in modes:
-        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=256)
-        trainer = Trainer(cfg, torch.device("cuda"))
+        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=size)
+        trainer = Trainer(cfg, torch.device(TRAIN_DEVICE))
         before = {k: v.detach().clone() for k, v in trainer.models[IG].state_dict().items()}
         times = []
         for _ in range(3):

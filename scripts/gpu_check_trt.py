@@ -42,11 +42,9 @@ def check_export(ctx: Context) -> dict:
         return _copy_exports(ctx)
     require("torch", "torch is not installed: exporting needs pip install -e '.[export]'")
     require("onnx", "onnx is not installed: exporting needs pip install -e '.[export]'")
-    import torch
-
-    from ec_export.exporter import export_checkpoints, export_models
+    from benchmarks.paper_model import write_paper_checkpoints
+    from ec_export.exporter import export_checkpoints
     from ec_train.pretrained import demo_checkpoint
-    from ec_train.registry import create_model
 
     precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
     exports, figures = {}, {}
@@ -54,12 +52,12 @@ def check_export(ctx: Context) -> dict:
     exports["demo"] = ctx.out / "export-demo"
     export_checkpoints([demo_checkpoint()], exports["demo"], precisions=precisions, progress=False)
     figures["demo s"] = round(time.perf_counter() - start, 1)
-    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels) with random weights
+    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels), random weights, official file format
         start = time.perf_counter()
-        torch.manual_seed(0)
+        checkpoints = ctx.out / "export-paper-checkpoints"
+        write_paper_checkpoints(checkpoints, seed=0)
         exports["paper"] = ctx.out / "export-paper"
-        export_models(create_model("edgeconnect", "edge"), create_model("edgeconnect", "inpaint"), exports["paper"],
-                      precisions=precisions, progress=False, source={"note": "random weights (gpu_check.py)"})
+        export_checkpoints([checkpoints], exports["paper"], precisions=precisions, progress=False)
         figures["paper-size s"] = round(time.perf_counter() - start, 1)
     ctx.state["exports"] = exports
     details = []
