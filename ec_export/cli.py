@@ -21,7 +21,7 @@ class _DefaultToExport(click.Group):
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             first = args[0]
-            if first.isidentifier() and first.islower() and not _exists(first):  # e.g. `ec-export onnx ...`
+            if first.isidentifier() and first.islower() and not _exists(first):  # a mistyped subcommand, e.g. "onnx"
                 raise click.UsageError(f"no command or checkpoint {first!r}: the commands are "
                                        f"{', '.join(sorted(self.commands))}; to export, pass the checkpoint "
                                        "files directly: `ec-export CHECKPOINT... -o DIR`", ctx=ctx)

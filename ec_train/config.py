@@ -135,12 +135,23 @@ _CHOICES = {
 _BOOLS = ("mask_invert", "channels_last", "progress")
 _STRINGS = ("out",)
 _OPTIONAL_STRINGS = ("data", "val", "masks", "vgg_weights", "export_official")
-_OPTIONS = {"iters": "--iters", "batch": "--batch", "size": "--size", "export_official": "--export-official"}
+# Config fields that ec-train also takes as a flag (the rest are --config keys only).
+CLI_FLAGS = {
+    "data": "--data", "val": "--val", "masks": "--masks", "mask_kind": "--mask-kind", "mask_invert": "--mask-invert",
+    "out": "--out", "size": "--size", "batch": "--batch", "iters": "--iters", "lr": "--lr", "gan_loss": "--gan-loss",
+    "sigma": "--sigma", "device": "--device", "amp": "--amp", "channels_last": "--channels-last",
+    "vgg_weights": "--vgg-weights", "seed": "--seed", "variant": "--variant", "save_every": "--save-every",
+    "keep_last": "--keep-last", "eval_every": "--eval-every", "sample_every": "--sample-every",
+    "log_every": "--log-every", "export_official": "--export-official", "workers": "--workers",
+    "progress": "--progress", "l1_weight": "--l1-weight", "inpaint_adv_weight": "--adv-weight",
+    "fm_weight": "--fm-weight",
+}
 
 
 def option_name(name: str) -> str:
-    """The command-line flag of a config field (``keep_last`` -> ``--keep-last``)."""
-    return _OPTIONS.get(name, "--" + name.replace("_", "-"))
+    """How a user sets config field ``name``: its flag (``keep_last`` -> ``--keep-last``), else the
+    ``--config`` key (``config key d2g_lr``)."""
+    return CLI_FLAGS.get(name, f"config key {name}")
 
 
 def _describe(value: Any) -> str:
@@ -236,7 +247,8 @@ def config_from_mapping(mapping: dict[str, Any], base: TrainConfig | None = None
         if name not in known:
             warnings.warn(f"{source}: ignoring unknown key {key!r}", stacklevel=2)
             continue
-        label = f"{source}: {key}" + (f" ({option_name(name)})" if key != option_name(name)[2:] else "")
+        flag = CLI_FLAGS.get(name)
+        label = f"{source}: {key}" + (f" ({flag})" if flag and key != flag[2:] else "")
         setattr(cfg, name, check_value(name, _convert(name, value, label), label))
     return cfg
 

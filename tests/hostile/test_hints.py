@@ -79,3 +79,14 @@ def test_every_suggested_command_exists(where, hint):
         if token.startswith("-") and token not in ("-", "--") and "X" not in token and not token[1:2].isdigit():
             name = token.split("=")[0].rstrip(".,;:)")
             assert name in options, f"{where}: `{hint}`: {script} {cmd.name} has no option {name}"
+
+
+def test_config_errors_name_real_ec_train_flags():
+    """ConfigError messages name a field by its flag; every such flag must be an ec-train option
+    that sets that very field."""
+    from ec_train.config import CLI_FLAGS
+
+    cmd = _command("ec-train")
+    dests = {opt: p.name for p in cmd.params for opt in (*p.opts, *p.secondary_opts)}
+    for field, flag in CLI_FLAGS.items():
+        assert dests.get(flag) == field, f"{flag} does not set {field} (it sets {dests.get(flag)})"
