@@ -178,12 +178,17 @@ def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
             counts["written"] += 1
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
 
     def one(job, image, mask) -> None:
         try:
             result = painter.inpaint(image, mask, return_edges=save_edges, inplace=True)
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+            return
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
             return
         save(job, result if save_edges else (result, None))
 
