@@ -139,6 +139,7 @@ def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
     """
     import warnings
 
+    import numpy as np
     from tqdm import tqdm
 
     from ec_runtime.errors import EcRuntimeError, NoHoleWarning
@@ -156,9 +157,11 @@ def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
         try:
             image = read_image(job.image)
             raw = load_mask(job.mask, size=image.shape[:2] if resize_mask else None)
-            mask = hole_mask(raw, str(job.mask))
+            peak = np.array([[raw.max(initial=0)]], raw.dtype)  # for the message: raw becomes the mask
+            mask = hole_mask(raw, str(job.mask), owned=True)
+            del raw
             if not mask.any():
-                click.echo(f"warning: {empty_mask_note(raw, str(job.mask))}; {job.image.name} is copied unchanged",
+                click.echo(f"warning: {empty_mask_note(peak, str(job.mask))}; {job.image.name} is copied unchanged",
                            err=True)
                 counts["unchanged"] += 1
             return image, mask
@@ -175,12 +178,17 @@ def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
             counts["written"] += 1
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
 
     def one(job, image, mask) -> None:
         try:
             result = painter.inpaint(image, mask, return_edges=save_edges, inplace=True)
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+            return
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
             return
         save(job, result if save_edges else (result, None))
 

@@ -1,6 +1,6 @@
 """CUDA graph capture through the CUDA runtime API (released pycuda has no capture API).
 
-:func:`graph_api` returns an object with four calls on raw stream handles (``pycuda``'s
+:func:`graph_api` returns an object with these calls on raw stream handles (``pycuda``'s
 ``Stream.handle`` is one):
 
 * ``begin_capture(stream)`` -> None       (``cudaStreamBeginCapture``, thread-local mode)

@@ -159,7 +159,7 @@ def _jpeg_size(read: Reader) -> tuple[int, int, int, int] | None:
             if len(head) < 10:
                 return None
             bits, h, w, comps = struct.unpack_from(">BHHB", head, 4)
-            return w, h, comps, 2 if bits > 8 else 1
+            return w, h, 1 if comps == 1 else 3, 2 if bits > 8 else 1
         pos += 2 + length
 
 
@@ -176,7 +176,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
             head = read(0, 30)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 w, h, depth, color = struct.unpack_from(">IIBB", head, 16)
-                channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color, 4)
+                channels = {0: 1, 2: 3, 3: 3, 4: 4, 6: 4}.get(color, 4)  # as OpenCV decodes them
                 return w, h, channels, 2 if depth == 16 else 1
             if head[:3] == b"\xff\xd8\xff":
                 return _jpeg_size(read)
@@ -185,16 +185,17 @@ def image_size(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
                 if kind == b"VP8X":
                     w = 1 + int.from_bytes(head[24:27], "little")
                     h = 1 + int.from_bytes(head[27:30], "little")
-                    return w, h, 4, 1
+                    return w, h, 4 if head[20] & 0x10 else 3, 1
                 if kind == b"VP8L":
                     bits = int.from_bytes(head[21:25], "little")
                     return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF), 4, 1
                 if kind == b"VP8 ":
                     w, h = struct.unpack_from("<HH", head, 26)
                     return w & 0x3FFF, h & 0x3FFF, 3, 1
-            if head[:2] == b"BM" and len(head) >= 26:
+            if head[:2] == b"BM" and len(head) >= 30:
                 w, h = struct.unpack_from("<ii", head, 18)
-                return abs(w), abs(h), 4, 1
+                (bpp,) = struct.unpack_from("<H", head, 28)
+                return abs(w), abs(h), 4 if bpp == 32 else 3, 1
     except (OSError, struct.error):
         return None
     return None

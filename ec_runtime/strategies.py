@@ -56,7 +56,8 @@ def _paste(image: np.ndarray, mask: np.ndarray, painted: np.ndarray, out: np.nda
 
 
 def inpaint_resize(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool,
-                   max_side: int = DEFAULT_MAX_SIDE, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                   max_side: int = DEFAULT_MAX_SIDE,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Inpaint at a long side of ``max_side``, upscale, and paste only the hole at full resolution.
 
     ``out`` (may be ``image`` itself) receives the result instead of a new array.

@@ -6,6 +6,7 @@ Part of ``scripts/gpu_check.py``. Every check takes a :class:`Context` and retur
 
 from __future__ import annotations
 
+import importlib
 import platform
 import shutil
 import subprocess
@@ -41,11 +42,12 @@ class Context:
 
 
 def require(name: str, why: str):
-    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it)."""
-    module = optional_import(name)
-    if module is None:
-        raise Skip(why)
-    return module
+    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it) and the error."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise Skip(f"{why} [{detail}]") from None
 
 
 def _version(module) -> str | None:
@@ -95,25 +97,39 @@ def check_cuda_device(ctx: Context) -> dict:
 
 
 def _photos(size: int, count: int):
-    """(uint8 RGB images, uint8 hole masks): the bundled photos where scikit-image is installed, else drawn ones."""
+    """(uint8 RGB images, uint8 hole masks, 1 = hole).
+
+    The photos bundled with scikit-image and ec_train's free-form masks where OpenCV and scikit-image
+    are installed; otherwise numpy-drawn images and holes, so the torch checks also run on a machine
+    that has little more than torch.
+    """
     import numpy as np
 
-    from ec_train.masks import free_form_mask
-
     rng = np.random.default_rng(0)
-    masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
     try:
+        from ec_train.masks import free_form_mask
         from ec_train.samples import SAMPLE_PHOTOS, sample_photo
 
+        masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
         images = np.stack([sample_photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)], size) for i in range(count)])
+        return images, masks
     except ImportError:
-        import cv2
-
-        images = np.zeros((count, size, size, 3), np.uint8)
-        for img in images:
-            for _ in range(12):
-                cv2.circle(img, tuple(int(v) for v in rng.integers(0, size, 2)), int(rng.integers(4, size // 4)),
-                           tuple(int(v) for v in rng.integers(0, 256, 3)), int(rng.choice([-1, 2, 5])))
+        pass
+    y, x = np.mgrid[0:size, 0:size] / size
+    images = np.empty((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        img = np.stack([x, y, (x + y) / 2], -1) * 160
+        for _ in range(12):  # discs and squares: plenty of edges
+            cy, cx, r = rng.random(3) * [1, 1, 0.2]
+            inside = ((y - cy) ** 2 + (x - cx) ** 2 < r * r) if rng.random() < 0.5 else \
+                ((abs(y - cy) < r) & (abs(x - cx) < r))
+            img[inside] = rng.integers(0, 256, 3)
+        images[i] = img.astype(np.uint8)
+        for _ in range(3):  # three rectangular holes, 10-40% of the image in all
+            h, w = (rng.random(2) * 0.3 + 0.15) * size
+            top, left = rng.random(2) * (size - np.array([h, w]))
+            masks[i, int(top):int(top + h), int(left):int(left + w)] = 1
     return images, masks
 
 

@@ -99,6 +99,10 @@ def test_cuda_graphs_are_captured_and_replayed_per_shape(engines, gpu, rng):
             for feed in (b, b, a, a, b, a, b):  # A/B/A with the larger shape first: buffers never move
                 np.testing.assert_array_equal(runner.infer(feed)["edges"], want[id(feed)])
             assert runner.graphs == 2
+            # the per-shape contexts share one block of activation memory (they never run concurrently)
+            assert gpu.counts.get("context_memory", 0) == 0
+            scratch = {ctx.context.scratch for ctx in runner._contexts.values()}
+            assert len(scratch) == 1 and None not in scratch
             # one eager launch and one capture per shape; every later call is a replay
             assert (gpu.counts["capture"], gpu.counts["replay"], gpu.counts["execute"]) == (2, 5, 7)
             c = _feed(rng, 4, 64, 64)  # larger: the input buffers move, so every graph is recaptured

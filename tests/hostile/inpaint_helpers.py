@@ -136,7 +136,8 @@ PEAK_CHILD = (
 )
 
 
-def peak_rss_of_inpaint(args: list, cwd: Path | None = None, timeout: float = 600) -> tuple[int, subprocess.CompletedProcess]:
+def peak_rss_of_inpaint(args: list, cwd: Path | None = None,
+                        timeout: float = 600) -> tuple[int, subprocess.CompletedProcess]:
     """Run ``ec-inpaint ARGS`` in a fresh process; returns (peak RSS in bytes, the process). Linux only."""
     proc = run_process(["-c", PEAK_CHILD, *args], cwd=cwd, timeout=timeout)
     kb = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("VmHWM_KB")]

@@ -44,20 +44,22 @@ def test_peak_memory_of_a_5000px_png_with_a_small_hole(tmp_path):
     img[..., 0], img[..., 1], img[..., 2] = y[:, None], y[None, :], 128
     cv2.imwrite(str(tmp_path / "big.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     mask = np.zeros((side, side), np.uint8)
-    mask[2500:2600, 1666:1816] = 255
+    mask[2500:2540, 1666:1706] = 255
     cv2.imwrite(str(tmp_path / "mbig.png"), mask)
     del img, mask
-    small = np.full((600, 600, 3), 100, np.uint8)
+    small = np.full((400, 400, 3), 100, np.uint8)
     cv2.imwrite(str(tmp_path / "small.png"), small)
-    cv2.imwrite(str(tmp_path / "msmall.png"), box_mask(600, 600, (250, 200, 350, 350)).astype(np.uint8) * 255)
+    cv2.imwrite(str(tmp_path / "msmall.png"), box_mask(400, 400, (180, 180, 220, 220)).astype(np.uint8) * 255)
+    # both runs inpaint a 296x296 box shrunk to 64 px, so the models' memory cancels out
+    common = ["--model", DEMO, "--max-side", "64", "--threads", "1"]
     base, p0 = peak_rss_of_inpaint([tmp_path / "small.png", "--mask", tmp_path / "msmall.png", "-o",
-                                    tmp_path / "o_small.png", "--model", DEMO])
+                                    tmp_path / "o_small.png", *common])
     peak, p1 = peak_rss_of_inpaint([tmp_path / "big.png", "--mask", tmp_path / "mbig.png", "-o",
-                                    tmp_path / "o_big.png", "--model", DEMO])
+                                    tmp_path / "o_big.bmp", *common])
     assert p0.returncode == 0 and p1.returncode == 0, p1.stderr[-2000:]
     decoded = side * side * 3
     assert (peak - base) / decoded < 2.0, f"peak {peak >> 20} MiB, same-crop baseline {base >> 20} MiB"
-    out = cv2.imread(str(tmp_path / "o_big.png"))
+    out = cv2.imread(str(tmp_path / "o_big.bmp"))
     assert out.shape == (side, side, 3)
 
 
@@ -145,3 +147,29 @@ def test_oriented_tiff_is_read_upright(tmp_path):
     path = save(tmp_path / "t.tif", stored, exif_orientation=6)
     assert np.array_equal(read_image(path), np.rot90(stored, -1))
     assert snapshot(tmp_path)  # the file is still there, untouched by reading
+
+
+@pytest.mark.parametrize("where", ["read", "prepare", "write"])
+def test_memory_errors_anywhere_fail_only_their_image(tmp_path, demo_export, monkeypatch, where):
+    import ec_runtime.imageio as imageio
+    import ec_runtime.pipeline as pipeline
+
+    for stem in "ab":
+        save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
+    save(tmp_path / "m.png", box_mask())
+    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imageio, "_encode")}
+    module, name = target[where]
+    real = getattr(module, name)
+
+    def flaky(*args, **kw):
+        if "a.png" in str(args[0]) or (where == "prepare" and flaky.calls == 0):
+            flaky.calls += 1
+            raise MemoryError
+        return real(*args, **kw)
+
+    flaky.calls = 0
+    monkeypatch.setattr(module, name, flaky)
+    text = inpaint_cli([tmp_path / "in", "--mask", tmp_path / "m.png", "-o", tmp_path / "out", "--model", demo_export],
+                       code=1)
+    assert "1/2" in text and "not enough memory" in text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]

@@ -334,3 +334,41 @@ def test_mask_file_forms_in_the_cli(tmp_path, demo_export, form):
                 code=0)
     out = read_image(tmp_path / "o.png")
     assert np.array_equal(out[~mask], img[~mask]) and not np.array_equal(out[mask], img[mask])
+
+
+# The next cases are not run against the old code: there a FIFO or /dev/zero input blocks or reads forever,
+# and an existing device output would have been replaced (as root, /dev/null itself).
+def test_special_files_as_inputs_and_outputs_are_refused(tmp_path, demo_export):
+    ip, mp, _, _ = pair(tmp_path / "in")
+    os.mkfifo(tmp_path / "fifo.png")
+    for args in ([tmp_path / "fifo.png", "--mask", mp, "-o", tmp_path / "o.png"],
+                 [ip, "--mask", tmp_path / "fifo.png", "-o", tmp_path / "o.png"],
+                 ["/dev/zero", "--mask", mp, "-o", tmp_path / "o.png"],
+                 [ip, "--mask", mp, "-o", tmp_path / "fifo.png", "--overwrite"],
+                 [ip, "--mask", mp, "-o", "/dev/null", "--overwrite"]):
+        text = inpaint_cli([*args, "--model", demo_export], code=1)
+        assert "regular file" in text or "not a directory" in text, text
+    assert stat.S_ISFIFO((tmp_path / "fifo.png").stat().st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"])
+def test_every_output_format_is_written_whole_with_the_usual_mode(tmp_path, demo_export, umask, suffix):
+    ip, mp, img, mask = pair(tmp_path)
+    umask(0o022)
+    inpaint_cli([ip, "--mask", mp, "-o", tmp_path / f"o{suffix}", "--model", demo_export], code=0)
+    out = read_image(tmp_path / f"o{suffix}")
+    assert out.shape == img.shape and stat.S_IMODE((tmp_path / f"o{suffix}").stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["img.png", "img_mask.png", f"o{suffix}"])
+
+
+def test_write_image_without_overwrite_never_replaces(tmp_path):
+    from ec_runtime.errors import OutputError
+    from ec_runtime.imageio import write_image
+
+    (tmp_path / "o.png").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="already exists"):
+        write_image(tmp_path / "o.png", photo(), overwrite=False)
+    assert (tmp_path / "o.png").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(OutputError, match="cannot write"):
+        write_image(tmp_path / "o.png" / "x.png", photo())

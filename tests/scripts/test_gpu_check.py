@@ -168,3 +168,19 @@ def test_bench_table_joins_graph_off_and_on_runs():
     runs = {("demo", False): {"rows": [row("onnxruntime", "fp32", 40.0), row("tensorrt", "fp32", 2.0)]},
             ("demo", True): {"rows": [row("tensorrt", "fp32", 1.6)]}}
     assert gpu_check_runs.bench_table(runs) == ["| demo | fp32 | 256² | 1 | 40.00 | 2.00 | 1.60 | 1.25x | 625.0 |"]
+
+
+def test_ctrl_c_stops_with_the_report_so_far(tmp_path, monkeypatch, capsys):
+    def fine(ctx):
+        return {"figures": {"ok": 1}}
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    checks = [gpu_check.Check("first", "first", fine), gpu_check.Check("second", "second", interrupted)]
+    monkeypatch.setattr(gpu_check, "CHECKS", checks)
+    monkeypatch.setattr(gpu_check, "NAMES", ["first", "second"])
+    assert gpu_check.main(["--out", str(tmp_path / "r")]) == 130
+    assert "interrupted during second" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r" / "gpu-check.json").read_text())
+    assert [c["name"] for c in report["checks"]] == ["first"] and report["summary"]["passed"] == 1

@@ -48,3 +48,11 @@ def test_checks_skip_without_cuda(tmp_path):
     for check in (gpu_check_cuda.check_torch_canny, gpu_check_cuda.check_amp_train_step):
         with pytest.raises(gpu_check_cuda.Skip, match="has no CUDA"):
             check(ctx)
+
+
+def test_torch_canny_check_runs_without_opencv_and_scikit_image(fake_cuda, monkeypatch, tmp_path):
+    """A CUDA machine may have little more than torch: the check draws its own images and holes."""
+    for name in ("cv2", "skimage", "ec_train.masks", "ec_train.samples"):
+        monkeypatch.setitem(sys.modules, name, None)
+    result = gpu_check_cuda.check_torch_canny(gpu_check_cuda.Context(out=tmp_path, quick=True))
+    assert result["failures"] == [] and result["figures"]["edge pixels (CPU)"] > 0
