@@ -152,12 +152,13 @@ def test_oriented_tiff_is_read_upright(tmp_path):
 @pytest.mark.parametrize("where", ["read", "prepare", "write"])
 def test_memory_errors_anywhere_fail_only_their_image(tmp_path, demo_export, monkeypatch, where):
     import ec_runtime.imageio as imageio
+    import ec_runtime.imagewrite as imagewrite
     import ec_runtime.pipeline as pipeline
 
     for stem in "ab":
         save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
     save(tmp_path / "m.png", box_mask())
-    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imageio, "_encode")}
+    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imagewrite, "_encode")}
     module, name = target[where]
     real = getattr(module, name)
 
