@@ -190,10 +190,16 @@ def planned_files(precisions: Iterable[str], fused: bool, engines: bool) -> set[
     """Every file name an export with these settings may write into its folder."""
     from ec_export.common import file_name
 
+    precisions = tuple(precisions)
+
     kinds = ("canny", "edge", "inpaint") + (("pipeline",) if fused else ())
     names = {file_name(k, p) for k in kinds for p in precisions}
     if engines:
         for onnx_name in list(names):
             engine = onnx_name[: -len(".onnx")] + ".engine"
             names |= {engine, engine + ".json"}
+    if "int8" in precisions:  # the int8 step also writes ONNX Runtime's CPU variant (no engines for it)
+        from ec_export.common import INT8_CPU
+
+        names |= {file_name(k, INT8_CPU) for k in kinds if k != "canny"}
     return names | {MANIFEST}

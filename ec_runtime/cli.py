@@ -77,6 +77,9 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
     ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
     """
+    # unreadable files are reported in our words: OpenCV's own log lines are noise here (this
+    # variable only works before cv2 is first imported; imageio.quiet_opencv covers the rest)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     from ec_runtime.errors import EcRuntimeError
     from ec_runtime.jobs import check_output_dir, plan_jobs
     from ec_runtime.pipeline import Inpainter
@@ -178,12 +181,17 @@ def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
             counts["written"] += 1
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
 
     def one(job, image, mask) -> None:
         try:
             result = painter.inpaint(image, mask, return_edges=save_edges, inplace=True)
         except EcRuntimeError as exc:
             failures.append((job.image, str(exc)))
+            return
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
             return
         save(job, result if save_edges else (result, None))
 

@@ -147,9 +147,9 @@ def test_an_interrupted_run_leaves_whole_files_and_no_temporaries(tmp_path, demo
     for stem in "abc":
         save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
     save(tmp_path / "m.png", box_mask())
-    import ec_runtime.imageio as imageio
+    import ec_runtime.imagewrite as imagewrite
 
-    real, calls = imageio._encode, []
+    real, calls = imagewrite._encode, []
 
     def encode_then_stop(path, image, tmp):
         calls.append(path)
@@ -157,7 +157,7 @@ def test_an_interrupted_run_leaves_whole_files_and_no_temporaries(tmp_path, demo
             raise KeyboardInterrupt
         return real(path, image, tmp)
 
-    monkeypatch.setattr(imageio, "_encode", encode_then_stop)
+    monkeypatch.setattr(imagewrite, "_encode", encode_then_stop)
     inpaint_cli([tmp_path / "in", "--mask", tmp_path / "m.png", "-o", tmp_path / "out", "--model", demo_export],
                 code=1)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
