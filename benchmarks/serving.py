@@ -219,6 +219,7 @@ def markdown(result: dict) -> str:
     lines = ["# Serving benchmark: Triton (python backend) vs in-process", "",
              environment_markdown(result["environment"]), "",
              f"Export: `{result['export']}`; protocol {result['protocol']}; server: {result['server']}; "
+             f"in-process ONNX Runtime threads: {result.get('local_threads', 'default')}; "
              f"{result['rounds']} interleaved rounds. Latency is per request at the client (ms); "
              "throughput is requests / wall time. Machine load average (1/5/15 min) at the start "
              f"{_load(result, 'start')}, at the end {_load(result, 'end')}: other work shared the cores, "
@@ -268,6 +269,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--queue-delay-us", type=int, default=1000)
+    parser.add_argument("--local-threads", type=int, default=0,
+                        help="ONNX Runtime threads of the in-process Inpainter (0: its default, one per core)")
     parser.add_argument("--server-threads", type=int, default=0,
                         help="ONNX Runtime threads per stage on the server (0: its default, one per core)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serving.json"))
@@ -292,7 +295,7 @@ def main(argv=None) -> None:
                    f"max_batch {args.max_batch}, queue delay {args.queue_delay_us} µs, "
                    f"ONNX Runtime threads per stage {args.server_threads or 'default'}")
         try:
-            with Inpainter.from_dir(args.export, backend="onnxruntime") as local, \
+            with Inpainter.from_dir(args.export, backend="onnxruntime", threads=args.local_threads or None) as local, \
                     Inpainter.from_server(url, protocol=args.protocol, timeout=600) as remote:
                 rows = measure(local, remote, metrics, sizes, concurrencies, args.requests, args.rounds,
                                progress=lambda s: print(s, file=sys.stderr, flush=True))
@@ -300,7 +303,7 @@ def main(argv=None) -> None:
             if server is not None:
                 server.stop()
     result = {"environment": environment(), "export": os.path.relpath(args.export, ROOT), "protocol": args.protocol,
-              "server": how, "rounds": args.rounds, "rows": rows, "comparison": compare(rows),
+              "server": how, "local_threads": args.local_threads or "default", "rounds": args.rounds, "rows": rows, "comparison": compare(rows),
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
     Path(args.json).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     Path(args.markdown).write_text(markdown(result))
