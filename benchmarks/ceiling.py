@@ -97,7 +97,7 @@ def main() -> None:
     record["environment"] = environment()
     record["command"] = "python -m benchmarks.ceiling"
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ceiling.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / "ceiling.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     for name, rate in record["gflops_per_s"].items():
         print(f"{name:12s} {rate:8.1f} GFLOP/s")
     print(f"ceiling      {record['ceiling_gflops_per_s']:8.1f} GFLOP/s -> {RESULTS / 'ceiling.json'}")

@@ -69,14 +69,16 @@ def _free_ports(n: int) -> list[int]:
 class LocalServer:
     """ec-serve in the Triton venv on a python-backend repository of ``export``, on free loopback ports."""
 
-    def __init__(self, export: Path, venv: Path, workdir: Path, max_batch: int, queue_delay_us: int):
+    def __init__(self, export: Path, venv: Path, workdir: Path, max_batch: int, queue_delay_us: int,
+                 threads: int = 0):
         from ec_export.triton import write_repository
 
         python = venv / "bin" / "python"
         if not python.exists():
             raise SystemExit(f"{python} not found: run `bash scripts/setup_triton_venv.sh` or pass --server URL")
         self.repo = workdir / "repo"
-        write_repository(export, self.repo, backend="python", max_batch=max_batch, queue_delay_us=queue_delay_us)
+        write_repository(export, self.repo, backend="python", max_batch=max_batch, queue_delay_us=queue_delay_us,
+                         threads=threads)
         http, grpc, metrics = _free_ports(3)
         self.urls = {"http": f"http://127.0.0.1:{http}", "grpc": f"grpc://127.0.0.1:{grpc}"}
         self.metrics = f"http://127.0.0.1:{metrics}/metrics"
@@ -266,6 +268,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--queue-delay-us", type=int, default=1000)
+    parser.add_argument("--server-threads", type=int, default=0,
+                        help="ONNX Runtime threads per stage on the server (0: its default, one per core)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serving.json"))
     parser.add_argument("--markdown", default=str(ROOT / "benchmarks" / "results" / "serving.md"))
     args = parser.parse_args(argv)
@@ -282,10 +286,11 @@ def main(argv=None) -> None:
             url, metrics, how = args.server, args.metrics, f"given ({args.server})"
         else:
             server = LocalServer(Path(args.export), Path(args.triton_venv), Path(tmp), args.max_batch,
-                                 args.queue_delay_us)
+                                 args.queue_delay_us, args.server_threads)
             url, metrics = server.urls[args.protocol], server.metrics
             how = (f"ec-serve (nvidia-pytriton's tritonserver), python backend, 1 instance per stage, "
-                   f"max_batch {args.max_batch}, queue delay {args.queue_delay_us} µs")
+                   f"max_batch {args.max_batch}, queue delay {args.queue_delay_us} µs, "
+                   f"ONNX Runtime threads per stage {args.server_threads or 'default'}")
         try:
             with Inpainter.from_dir(args.export, backend="onnxruntime") as local, \
                     Inpainter.from_server(url, protocol=args.protocol, timeout=600) as remote:

@@ -103,7 +103,8 @@ def _write_compare(out, size, batch, rounds, warmup, command, env, load_before, 
              f"{load_now[0]:.1f} at the end (other processes slow every case alike: the cases are interleaved)", "",
              f"`Trainer.train_step` without VGG19 (the demo recipe), fp32, {warmup} warm-up step(s) per case, then "
              f"{rounds} round(s) of one step per case.", "",
-             "CPU s/it is the process's CPU time per step (all threads), which other processes hardly change; "
+             "CPU s/it is the process's CPU time per step (all threads). With one torch thread it counts work "
+             "only, whatever else runs (with more, idle OpenMP threads spin and a loaded machine inflates it); "
              "wall s/it is what a run sees on this machine at this load.", "",
              "| variant | mode | discriminators | CPU s/it (median) | relative CPU | wall s/it (median) | "
              "wall s/it (min-max) |",
@@ -178,9 +179,17 @@ def _write(out, size, batch, steps, warmup, command, env, load_before, cases, ro
 @click.option("--out", default=None, help="Markdown file  [default: benchmarks/results/train_speed.md, "
                                           "with --compare train_speed_discriminators.md]")
 @click.option("--compare", is_flag=True, help="Compare discriminator widths (interleaved; --steps = rounds).")
-def main(size, batch, steps, warmup, variants, modes, out, compare):
+@click.option("--threads", type=int, default=None,
+              help="torch threads (default: torch's choice). 1 makes CPU seconds count work only: idle "
+                   "OpenMP threads spin, and on a loaded machine that spinning shows up as CPU time.")
+def main(size, batch, steps, warmup, variants, modes, out, compare, threads):
     """Record ec-train iterations/s per mode at SIZE x SIZE, batch BATCH, into a Markdown file."""
     import statistics
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     from benchmarks.environment import environment
 

@@ -20,8 +20,19 @@ class _DefaultToExport(click.Group):
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            first = args[0]
+            if first.isidentifier() and first.islower() and not _exists(first):  # a mistyped subcommand, e.g. "onnx"
+                raise click.UsageError(f"no command or checkpoint {first!r}: the commands are "
+                                       f"{', '.join(sorted(self.commands))}; to export, pass the checkpoint "
+                                       "files directly: `ec-export CHECKPOINT... -o DIR`", ctx=ctx)
             args = ["export", *args]
         return super().parse_args(ctx, args)
+
+
+def _exists(name: str) -> bool:
+    import os
+
+    return os.path.lexists(name)
 
 
 def _user_errors():
@@ -30,6 +41,45 @@ def _user_errors():
     from ec_train.errors import EcError
 
     return EcError, EcRuntimeError
+
+
+MAX_OPSET = 23  # the newest opset torch's ONNX exporter (torch 2.13) writes; ONNX Runtime 1.32 runs it
+
+
+def _multiple_of_4(ctx, param, value):
+    if value is not None and value % 4:
+        raise click.BadParameter(f"must be a multiple of 4 (two stride-2 stages), got {value}")
+    return value
+
+
+def _finite(ctx, param, value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+class _Interrupted(BaseException):
+    """SIGTERM during an export: unwinds like Ctrl-C so the staging folder is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM unwind the export (staging removed); returns the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Interrupted(signum)
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _shapes(text: str):
@@ -61,16 +111,19 @@ def main():
 @click.option("--calib", type=click.Path(), default=None, help="images for INT8 calibration (default: bundled photos)")
 @click.option("--calib-method", type=click.Choice(["entropy", "percentile", "minmax"]), default="entropy",
               show_default=True)
-@click.option("--calib-size", type=int, default=256, show_default=True, help="calibration image size (multiple of 4)")
-@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True)
+@click.option("--calib-size", type=click.IntRange(16, 4096), default=256, show_default=True, callback=_multiple_of_4,
+              help="calibration image size (a multiple of 4, 16-4096)")
+@click.option("--opset", type=click.IntRange(17, MAX_OPSET), default=17, show_default=True,
+              help=f"ONNX opset (17-{MAX_OPSET})")
 @click.option("--fused", is_flag=True, help="also write pipeline.onnx (image + mask -> image, Canny inside)")
-@click.option("--sigma", type=float, default=2.0, show_default=True, help="Canny sigma baked into canny.onnx")
-@click.option("--canny-iterations", type=click.IntRange(min=0), default=None,
-              help="Canny hysteresis rounds (default: ec_train.canny.DEFAULT_ITERATIONS)")
+@click.option("--sigma", type=click.FloatRange(0, 32, min_open=True), default=2.0, show_default=True, callback=_finite,
+              help="Canny sigma baked into canny.onnx (0 < sigma <= 32)")
+@click.option("--canny-iterations", type=click.IntRange(0, 4096), default=None,
+              help="Canny hysteresis rounds, 0-4096 (default: ec_train.canny.DEFAULT_ITERATIONS)")
 @click.option("--engine", "build_engines", is_flag=True, help="build a TensorRT engine for every ONNX written")
 @click.option("--shapes", default=DEFAULT_SHAPES, show_default=True, help=SHAPES_HELP)
-@click.option("--workspace", type=click.IntRange(min=1), default=2048, show_default=True, help="workspace MiB")
-@click.option("--timing-cache", type=click.Path(), default=None, help="timing cache file (loaded and saved)")
+@click.option("--workspace", type=click.IntRange(1, 1 << 20), default=2048, show_default=True, help="workspace MiB")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="timing cache file (loaded and saved)")
 @click.option("--version-compatible", is_flag=True, help="build version-compatible engines")
 @click.option("--tf32", is_flag=True, help=TF32_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
@@ -78,20 +131,46 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
                build_engines,
                shapes, workspace, timing_cache, version_compatible, tf32, quiet):
     """Export CHECKPOINT(s): one training checkpoint, the official EdgeModel_gen.pth +
-    InpaintingModel_gen.pth pair, or a directory holding them."""
+    InpaintingModel_gen.pth pair, or a directory holding them.
+
+    \b
+    The output folder may be new, an earlier export, or any folder of yours: only the
+    export's own files (*.onnx, export.json, engines) are written or replaced there, a file
+    of the same name that ec-export did not write is refused before any work, and a failed
+    or interrupted export (Ctrl-C, SIGTERM) leaves the folder as it was.
+    """
+    import signal
+
     engine = None
+    if calib is not None and not int8:
+        raise click.BadParameter("calibration images are used only with --int8", param_hint="--calib")
     if build_engines:
         engine = {"shapes": _shapes(shapes), "workspace_mb": workspace, "timing_cache": timing_cache,
                   "version_compatible": version_compatible, "tf32": tf32}
+    precisions = ("fp32",) + (("fp16",) if fp16 else ()) + (("int8",) if int8 else ())
+    previous = _stop_on_sigterm()
     try:
+        from ec_export.outdir import ExportOutput, planned_files
+
+        ExportOutput(output, planned_files(precisions, fused, build_engines)).check()  # before torch loads
+        if timing_cache is not None and build_engines:
+            from ec_train.files import check_writable_file
+
+            check_writable_file(timing_cache, "--timing-cache")
         from ec_export.exporter import export_checkpoints
 
-        precisions = ("fp32",) + (("fp16",) if fp16 else ()) + (("int8",) if int8 else ())
         info = export_checkpoints(checkpoints, output, precisions=precisions, fused=fused, opset=opset,
                                   canny={"sigma": sigma, "iterations": canny_iterations}, calib_images=calib, calib_method=calib_method,
                                   calib_size=calib_size, engine=engine, progress=not quiet)
     except _user_errors() as exc:
         raise click.ClickException(str(exc)) from None
+    except (KeyboardInterrupt, _Interrupted) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        click.echo(f"\nec-export: interrupted ({signal.Signals(signum).name}); {output} was left as it was", err=True)
+        raise SystemExit(128 + signum) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     files = [name for per in info["models"].values() for name in per.values()]
     click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
     for precision in ("fp16", "int8", "int8_cpu"):

@@ -256,6 +256,8 @@ def record_engine(onnx_path: str | Path, engine_path: str | Path) -> Path | None
             if (root / name).resolve() == onnx_path:
                 rel = Path(os.path.relpath(engine_path, root)).as_posix()
                 manifest.setdefault("engines", {})[f"{kind}.{precision}"] = {"engine": rel, "sidecar": rel + ".json"}
-                _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+                from ec_train.files import strict_json
+
+                _atomic_write(manifest_path, (strict_json(manifest, indent=2) + "\n").encode())
                 return manifest_path
     return None

@@ -3,17 +3,14 @@
 :func:`export_models` writes ``canny``, ``edge``, ``inpaint`` (and optionally the fused
 ``pipeline``) in FP32 plus the requested FP16/INT8 variants, measures each variant's drift against
 FP32 on real photos with holes, optionally builds TensorRT engines, and writes ``export.json``.
-Everything is written into a temporary directory next to the target and moved into place at the
-end, so a failed export never leaves half a directory. :func:`export_checkpoints` does the same
+Everything is written into a hidden staging folder and moved into place at the end, so a failed
+export never leaves half a directory; only the export's own files are replaced
+(:mod:`ec_export.outdir`). Non-finite weights and drift are refused, and ``export.json`` is strict JSON. :func:`export_checkpoints` does the same
 from checkpoint files (see :mod:`ec_export.sources`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +18,8 @@ from typing import Any, Sequence
 from ec_export.common import (DEFAULT_CANNY, EXPORT_FORMAT, INT8_CPU, KINDS, PRECISIONS, TRACE_SIZE,  # noqa: F401
                               ExportJob, file_name, quiet)
 from ec_export.errors import ExportError
+from ec_export.outdir import ExportOutput, planned_files
+from ec_train.files import strict_json
 
 
 def _check_pair(edge, inpaint) -> dict[str, Any]:
@@ -36,32 +35,6 @@ def _check_pair(edge, inpaint) -> dict[str, Any]:
                               f"{edge_arch[key]} vs {inpaint_arch[key]}")
     return {"base_channels": edge_arch["base_channels"], "residual_blocks": edge_arch["residual_blocks"],
             "edge_spectral_norm": edge_arch["spectral_norm"]}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _target_dir(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "export.json").is_file():
-        raise ExportError(f"{out_dir} is not empty and is not an earlier export (no export.json); "
-                          "choose another --output directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return out_dir
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        out_dir.rename(old / out_dir.name)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[str] = ("fp32",), fused: bool = False,
@@ -90,7 +63,10 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
         raise ExportError(f"unknown calibration method {calib_method!r}; choose entropy, percentile or minmax")
     canny_settings = {**DEFAULT_CANNY, **(canny or {})}
     architecture = _check_pair(edge, inpaint)
-    out_dir = _target_dir(Path(out_dir).absolute())
+    check_finite_weights(edge, "edge")
+    check_finite_weights(inpaint, "inpaint")
+    output = ExportOutput(out_dir, planned_files(precisions, fused, engine is not None))
+    output.check()
     if engine is not None:
         from ec_export.engine import validate_shapes
 
@@ -101,8 +77,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
 
         calib = load_calibration_images(calib_images, calib_size)  # fails early on an empty set
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp creates 0700; the export directory gets the usual mode
+    staging = output.begin()
     try:
         steps = ["fp32", *[p for p in precisions if p != "fp32"], *(["engines"] if engine else [])]
         bar = tqdm(steps, desc="ec-export", unit="step", disable=not progress)
@@ -122,7 +97,7 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
                     "accuracy_size": accuracy_size,
                     "calibration": None if calib is None else {
                         "method": calib_method, "images": len(calib), "size": calib_size,
-                        "source": str(calib_images) if isinstance(calib_images, (str, Path)) else
+                        "source": str(Path(calib_images).absolute()) if isinstance(calib_images, (str, Path)) else
                         ("bundled skimage photos" if calib_images is None else "in-memory images"),
                         "masks": "procedural free-form holes, 10-50% of the image"}}
         info = {"format": EXPORT_FORMAT, "toolkit_version": job.version,
@@ -133,12 +108,42 @@ def export_models(edge, inpaint, out_dir: str | Path, *, precisions: Sequence[st
             info["notes"] = job.notes
         if engine:
             info["engines"] = job.engines
-        (staging / "export.json").write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
-        _move_into_place(staging, out_dir)
+        check_finite_accuracy(job.accuracy)
+        (staging / "export.json").write_text(strict_json(info, indent=2, sort_keys=False) + "\n")
+        output.commit()
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        output.abort()
         raise
     return info
+
+
+def check_finite_weights(model, kind: str) -> None:
+    """Refuse a generator with NaN or infinite weights (a diverged run or a damaged file)."""
+    import torch
+
+    for name, tensor in getattr(model, "module", model).state_dict().items():
+        if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ExportError(f"the {kind} generator's {name} holds {bad} NaN/infinite value(s) of {tensor.numel()}: "
+                              "the checkpoint is damaged or its training diverged; export an earlier checkpoint")
+
+
+def check_finite_accuracy(accuracy: dict) -> None:
+    """Refuse an export whose measured drift is NaN or infinite (a variant that overflows).
+
+    An infinite PSNR is an exact match and fine (written as null); a NaN PSNR or a non-finite
+    max abs diff means a model produced NaN/inf outputs.
+    """
+    import math
+
+    for precision, entry in accuracy.items():
+        for kind, m in {"all": entry, **entry.get("models", {})}.items():
+            diff, psnr = m.get("max_abs_diff"), m.get("psnr_db")
+            if (diff is not None and not math.isfinite(diff)) or (psnr is not None and math.isnan(psnr)):
+                what = "the export" if kind == "all" else f"{kind}.{precision}"
+                raise ExportError(f"{what} produces NaN/infinite outputs on the accuracy photos (max abs diff "
+                                  f"{diff}, PSNR {psnr} against {'torch' if precision == 'fp32' else 'fp32'}); "
+                                  "nothing was written")
 
 
 def _build_engines(job: ExportJob, engine: dict) -> None:

@@ -25,7 +25,7 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Model
     """Replace ``metadata_props`` entries; non-string values are stored as JSON."""
     props = {p.key: p.value for p in model.metadata_props}
     for key, value in metadata.items():
-        props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True, allow_nan=False)
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)

@@ -67,5 +67,6 @@ def load_generator_pair(paths: Sequence[str | Path]):
         if a[key] != b[key]:
             raise ExportError(f"the edge and inpaint generators do not belong together: {key} {a[key]} "
                               f"({files[0].name}) vs {b[key]} ({files[-1].name})")
-    source = {"checkpoints": [{"path": str(p), "sha256": sha256_file(p)} for p in files]}
+    # absolute paths: ec-bench finds the checkpoints for its torch baseline from any folder
+    source = {"checkpoints": [{"path": str(p.absolute()), "sha256": sha256_file(p)} for p in files]}
     return edge, inpaint, source

@@ -79,6 +79,9 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
     ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
     """
+    # unreadable files are reported in our words: OpenCV's own log lines are noise here (this
+    # variable only works before cv2 is first imported; imageio.quiet_opencv covers the rest)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     from ec_runtime.errors import EcRuntimeError
     from ec_runtime.jobs import check_output_dir, plan_jobs
     from ec_runtime.pipeline import Inpainter
@@ -102,9 +105,16 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
                                             max_side=max_side)
         else:
-            painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
-                                         precision=precision, device=device, threads=threads, edge_merge=edge_merge,
-                                         strategy=strategy or DEFAULT_STRATEGY, max_side=max_side)
+            import warnings
+
+            with warnings.catch_warnings(record=True) as caught:  # e.g. auto not using mismatched engines
+                warnings.simplefilter("always", RuntimeWarning)
+                painter = Inpainter.from_dir(model_dir or Path(_default_model_dir()), backend=backend,
+                                             precision=precision, device=device, threads=threads,
+                                             edge_merge=edge_merge, strategy=strategy or DEFAULT_STRATEGY,
+                                             max_side=max_side)
+            for w in caught:
+                click.echo(f"warning: {w.message}", err=True)
     except EcRuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -126,71 +136,113 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
 
 
 def _run(painter, jobs, batch: int, resize_mask: bool, overwrite: bool):
-    """Inpaint ``jobs`` ``batch`` at a time; returns (written, copied unchanged, [(path, error)])."""
+    """Inpaint ``jobs``; returns (written, copied unchanged, [(path, error)]).
+
+    Images that fit ``--max-side`` are batched ``batch`` at a time. Larger ones go one at a time
+    and are painted in place (the crop strategy touches only boxes around the holes), so a run
+    holds one decoded image, its mask and the boxes' buffers at a time.
+    """
     import warnings
 
     import numpy as np
     from tqdm import tqdm
 
     from ec_runtime.errors import EcRuntimeError, NoHoleWarning
-    from ec_runtime.imageio import empty_mask_note, hole_mask, load_mask, read_image, write_image
+    from ec_runtime.imageio import empty_mask_note, hole_mask, load_mask, quiet_opencv, read_image
+    from ec_runtime.strategies import fits
+
+    quiet_opencv()
 
     failures: list[tuple[Path, str]] = []
-    written = unchanged = 0
+    counts = {"written": 0, "unchanged": 0}
+    save_edges = any(j.edges for j in jobs)
     shown = tqdm(total=len(jobs), unit="img", disable=True if len(jobs) == 1 else None)  # None: off when not a TTY
-    for start in range(0, len(jobs), batch):
-        chunk, loaded = jobs[start:start + batch], []
-        for job in chunk:
-            try:
-                image = read_image(job.image)
-                raw = load_mask(job.mask, size=image.shape[:2] if resize_mask else None)
-                mask = hole_mask(raw, str(job.mask))
-                if not mask.any():
-                    click.echo(f"warning: {empty_mask_note(raw, str(job.mask))}; {job.image.name} is copied "
-                               "unchanged", err=True)
-                    unchanged += 1
-                loaded.append((job, image, mask))
-            except EcRuntimeError as exc:
-                failures.append((job.image, str(exc)))
-            except MemoryError:
-                failures.append((job.image, _no_memory(job.image)))
-        results = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoHoleWarning)  # reported above, once, with the file name
-            try:
-                results = painter.inpaint_batch([x[1] for x in loaded], [x[2] for x in loaded], return_edges=True)
-            except (EcRuntimeError, MemoryError):  # one bad pair fails the batch call: redo one by one to isolate it
-                results = []
-                for job, image, mask in loaded:
-                    try:
-                        results.append(painter.inpaint(image, mask, return_edges=True))
-                    except EcRuntimeError as exc:
-                        failures.append((job.image, str(exc)))
-                        results.append(None)
-                    except MemoryError:
-                        failures.append((job.image, _no_memory(job.image, image.shape)))
-                        results.append(None)
-        for (job, _, _), result in zip(loaded, results):
-            if result is None:
-                continue
-            try:
-                painted, edges = result
-                write_image(job.output, painted, protect=(job.image, job.mask), overwrite=overwrite)
-                if job.edges:
-                    edge_img = np.rint(np.clip(edges, 0, 1) * 255).astype(np.uint8)
-                    write_image(job.edges, edge_img, protect=(job.image, job.mask), overwrite=overwrite)
-                written += 1
-            except EcRuntimeError as exc:
-                failures.append((job.image, str(exc)))
-        shown.update(len(chunk))
+
+    def load(job):
+        try:
+            image = read_image(job.image)
+            raw = load_mask(job.mask, size=image.shape[:2] if resize_mask else None)
+            peak = np.array([[raw.max(initial=0)]], raw.dtype)  # for the message: raw becomes the mask
+            mask = hole_mask(raw, str(job.mask), owned=True)
+            del raw
+            if not mask.any():
+                click.echo(f"warning: {empty_mask_note(peak, str(job.mask))}; {job.image.name} is copied unchanged",
+                           err=True)
+                counts["unchanged"] += 1
+            return image, mask
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
+        return None
+
+    def save(job, result) -> None:
+        try:
+            painted, edges = result
+            _write(job, painted, edges, overwrite)
+            counts["written"] += 1
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
+
+    def one(job, image, mask) -> None:
+        try:
+            result = painter.inpaint(image, mask, return_edges=save_edges, inplace=True)
+        except EcRuntimeError as exc:
+            failures.append((job.image, str(exc)))
+            return
+        except MemoryError:
+            failures.append((job.image, _no_memory()))
+            return
+        save(job, result if save_edges else (result, None))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoHoleWarning)  # reported once above, with the file name
+        for start in range(0, len(jobs), batch):
+            chunk, group = jobs[start:start + batch], []
+            for job in chunk:
+                pair = load(job)
+                if pair is None:
+                    continue
+                if batch > 1 and fits(pair[0].shape, painter.strategy, painter.max_side):
+                    group.append((job, *pair))
+                else:
+                    one(job, *pair)
+                del pair
+            if group:
+                try:
+                    results = painter.inpaint_batch([g[1] for g in group], [g[2] for g in group],
+                                                    return_edges=save_edges)
+                except EcRuntimeError:  # one bad pair fails the batch call: redo one by one to isolate it
+                    for g in group:
+                        one(*g)
+                else:
+                    for g, result in zip(group, results):
+                        save(g[0], result if save_edges else (result, None))
+            shown.update(len(chunk))
     shown.close()
-    return written, unchanged, failures
+    return counts["written"], counts["unchanged"], failures
 
 
-def _no_memory(path: Path, shape=None) -> str:
-    size = f" ({shape[1]}x{shape[0]})" if shape is not None else ""
-    return (f"not enough memory to inpaint this image{size}; free memory, use --strategy crop or resize "
-            "with a smaller --max-side, or split the image")
+def _write(job, painted, edges, overwrite: bool) -> None:
+    import numpy as np
+
+    from ec_runtime.imageio import write_image
+
+    write_image(job.output, painted, protect=(job.image, job.mask), overwrite=overwrite, inplace=True)
+    if job.edges is not None:
+        if not edges.flags.writeable or edges.dtype != np.float32:  # e.g. arrays a server returned
+            edges = np.array(edges, np.float32)
+        np.clip(edges, 0, 1, out=edges)
+        edges *= 255
+        edge_img = np.rint(edges, out=edges).astype(np.uint8)
+        write_image(job.edges, edge_img, protect=(job.image, job.mask), overwrite=overwrite)
+
+
+def _no_memory() -> str:
+    return ("not enough memory for this image; free memory, use --strategy crop or resize with a smaller "
+            "--max-side, or split the image")
 
 
 if __name__ == "__main__":

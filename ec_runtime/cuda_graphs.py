@@ -1,6 +1,6 @@
 """CUDA graph capture through the CUDA runtime API (released pycuda has no capture API).
 
-:func:`graph_api` returns an object with four calls on raw stream handles (``pycuda``'s
+:func:`graph_api` returns an object with these calls on raw stream handles (``pycuda``'s
 ``Stream.handle`` is one):
 
 * ``begin_capture(stream)`` -> None       (``cudaStreamBeginCapture``, thread-local mode)
@@ -45,7 +45,7 @@ class CudaPythonGraphs:
         return values[0] if values else None
 
     def begin_capture(self, stream: int) -> None:
-        mode = self.rt.cudaStreamCaptureMode(CAPTURE_MODE_THREAD_LOCAL)
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
 
     def end_capture(self, stream: int):
@@ -80,11 +80,11 @@ class CtypesGraphs:
 
     def _check(self, err: int, what: str) -> None:
         if err != 0:
-            name = ctypes.c_char_p(None)
+            name = ""
             with suppress(Exception):
                 self.lib.cudaGetErrorName.restype = ctypes.c_char_p
-                name = self.lib.cudaGetErrorName(err)
-            raise EcRuntimeError(f"{what} failed: CUDA error {err} {name if isinstance(name, bytes) else ''}".rstrip())
+                name = " " + self.lib.cudaGetErrorName(err).decode()
+            raise EcRuntimeError(f"{what} failed: CUDA error {err}{name}")
 
     def begin_capture(self, stream: int) -> None:
         self._check(self.lib.cudaStreamBeginCapture(ctypes.c_void_p(stream), ctypes.c_int(CAPTURE_MODE_THREAD_LOCAL)),

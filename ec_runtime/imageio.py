@@ -16,47 +16,133 @@ Masks become bool (H, W), True = hole, by **one rule for files and arrays** (see
 is 1, 2 or 3 is a 0/1 label mask (JPEG ringing can push a saved 0/1 mask to 2): there every
 nonzero pixel is a hole. Color masks use their brightest channel; alpha is ignored.
 
-Writes go to a temporary file in the destination directory, created with the usual permissions
-(0666 less the umask), then are renamed into place: a reader never sees half a file, an
-interrupted run leaves no partial output, and with ``overwrite=False`` an existing file is never
-replaced, even one that appears while the command runs.
+Writing (:func:`write_image`, :func:`write_bytes_atomic`) lives in :mod:`ec_runtime.imagewrite`
+and is re-exported here: atomic, with the usual file modes, never over a file that must be kept.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ec_runtime.errors import InputError, OutputError
-from ec_runtime.exif import apply_orientation, exif_orientation
+from ec_runtime.errors import InputError
+from ec_runtime.exif import apply_orientation, exif_orientation_of_file, image_size
+from ec_runtime.imagewrite import (IMAGE_SUFFIXES, swap_rb_inplace, write_bytes_atomic,  # noqa: F401 (re-exported)
+                                   write_image)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MIN_SIDE = 16
 LABEL_MAX = 3        # an integer mask whose maximum is 1..3 is a 0/1 label mask
 FLOAT_SLACK = 0.5 / 255  # float data this far outside [0, 1] still rounds to 0 / 255
 
 
+def quiet_opencv() -> None:
+    """Silence OpenCV's own log lines (a command reports unreadable files in its own words)."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # an OpenCV build without the logging module
+        pass
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still get (MemAvailable, capped by a cgroup v2 limit); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(avail, 0)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def check_fits(path: Path) -> tuple[int, int, int, int] | None:
+    """Refuse, from its header alone, an image that OpenCV would not decode or that cannot fit in memory.
+
+    Returns the header's (width, height, channels, bytes per channel), or None when unknown.
+    """
+    size = image_size(path)
+    if size is None:
+        return None
+    w, h, channels, depth = size
+    limit = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+    if w * h > limit:
+        raise InputError(f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, above OpenCV's decoder limit of "
+                         f"{limit / 1e6:.0f} (set OPENCV_IO_MAX_IMAGE_PIXELS to raise it, memory permitting)")
+    need = w * h * channels * depth + (w * h * 3 if (channels, depth) != (3, 1) else 0)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise InputError(f"{path}: {w}x{h} needs about {_gb(need)} of memory to decode, but only {_gb(avail)} is "
+                         "available; free memory, or split or downscale the image")
+    return size
+
+
+def _imread(path: Path, size: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """``cv2.imread(IMREAD_UNCHANGED)``, decoding into a preallocated array when the header gave the size.
+
+    Without ``dst`` the Python binding holds the decoded image twice for a moment (measured: peak 2x
+    the image); with it, once. OpenCV reallocates a ``dst`` of the wrong shape, and versions without
+    the ``dst`` overload (< 4.10) take the plain call.
+    """
+    if size is not None:
+        w, h, channels, depth = size
+        dst = np.empty((h, w) if channels == 1 else (h, w, channels), np.uint16 if depth == 2 else np.uint8)
+        try:
+            return cv2.imread(str(path), dst, cv2.IMREAD_UNCHANGED)
+        except (cv2.error, TypeError):
+            del dst
+    try:
+        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+
+
 def _decode(path: Path) -> np.ndarray:
-    """Decode an image file with its own channels and bit depth, turned upright per EXIF."""
+    """Decode an image file with its own channels and bit depth, turned upright per EXIF.
+
+    On POSIX the file is decoded by OpenCV straight from disk (no copy of the encoded bytes in
+    memory); elsewhere through ``np.fromfile`` + ``imdecode`` (which handles non-ASCII paths).
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected an image file")
+    if not path.is_file():  # a device, FIFO or socket could block or never end
+        raise InputError(f"{path}: not a regular file, expected an image file")
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode handles non-ASCII paths
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+        orientation = exif_orientation_of_file(path)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if empty:
+        raise InputError(f"{path}: not a readable image (the file is empty)")
+    size = check_fits(path)
     try:
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        direct = os.name == "posix" and path.suffix.lower() not in (".tif", ".tiff")
+        arr = _imread(path, size) if direct else None
+        if arr is None:  # non-POSIX, TIFF (imread refuses some oriented ones), or a file imread cannot read
+            arr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         arr = None
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to decode this image") from None
     if arr is None:
         raise InputError(f"{path}: not a readable image (corrupt, empty or unsupported format)")
-    return apply_orientation(arr, exif_orientation(data))
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return arr  # the TIFF decoder applies the orientation tag itself
+    return apply_orientation(arr, orientation)
 
 
 def _not_an_array(arr, source: str) -> None:
@@ -95,8 +181,8 @@ def _check_int_range(arr: np.ndarray, source: str, what: str) -> None:
 def _to_uint8(arr: np.ndarray, source: str, what: str = "image") -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == np.uint16:
-        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if arr.dtype == np.uint16:  # round(x / 257) without a wider temporary
+        return cv2.convertScaleAbs(np.ascontiguousarray(arr), alpha=1 / 257)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(arr.dtype, np.integer):
@@ -108,10 +194,11 @@ def _to_uint8(arr: np.ndarray, source: str, what: str = "image") -> np.ndarray:
     raise InputError(f"{source}: unsupported pixel type {arr.dtype}; use uint8 (0..255), uint16 or float in [0, 1]")
 
 
-def to_rgb_uint8(arr, source: str = "image", bgr: bool = False) -> np.ndarray:
+def to_rgb_uint8(arr, source: str = "image", bgr: bool = False, owned: bool = False) -> np.ndarray:
     """Any 2-D or 3-D image array (gray, gray+alpha, RGB, RGBA; see the module docstring for the
     pixel types) -> uint8 RGB (H, W, 3). ``bgr`` says the channels are in OpenCV order (as decoded
-    from a file). :class:`InputError` for anything else."""
+    from a file); ``owned`` that ``arr`` may be reused for the result (no copy for a decoded
+    8-bit color image). :class:`InputError` for anything else."""
     _not_an_array(arr, source)
     try:
         arr = np.asarray(arr)
@@ -124,12 +211,14 @@ def to_rgb_uint8(arr, source: str = "image", bgr: bool = False) -> np.ndarray:
     if arr.size == 0:
         raise InputError(f"{source}: image is {arr.shape[1]}x{arr.shape[0]}; both sides must be at least "
                          f"{MIN_SIDE} pixels")
-    if arr.ndim == 3:
-        arr = arr[..., :3] if arr.shape[2] != 2 else arr[..., 0]  # drop alpha before converting
-    arr = _to_uint8(arr, source)
-    if arr.ndim == 2:
-        return np.ascontiguousarray(np.repeat(arr[..., None], 3, axis=2))
-    return np.ascontiguousarray(arr[..., ::-1] if bgr else arr)
+    if arr.ndim == 3 and arr.shape[2] != 3:
+        arr = arr[..., :3] if arr.shape[2] == 4 else arr[..., 0]  # drop alpha before converting
+    converted = _to_uint8(arr, source)
+    if converted.ndim == 2:
+        return np.ascontiguousarray(np.repeat(converted[..., None], 3, axis=2))
+    if bgr and (owned or converted is not arr) and converted.flags.c_contiguous and converted.flags.writeable:
+        return swap_rb_inplace(converted)  # in place: no image-sized copy
+    return np.ascontiguousarray(converted[..., ::-1] if bgr else converted)
 
 
 def _mask_values(arr, source: str) -> np.ndarray:
@@ -150,7 +239,7 @@ def _mask_values(arr, source: str) -> np.ndarray:
     return arr
 
 
-def hole_mask(mask, source: str = "mask") -> np.ndarray:
+def hole_mask(mask, source: str = "mask", owned: bool = False) -> np.ndarray:
     """The mask rule, the same for files and arrays -> bool (H, W), True = hole.
 
     * bool: True = hole.
@@ -159,10 +248,12 @@ def hole_mask(mask, source: str = "mask") -> np.ndarray:
     * float: values must be finite and in [0, 1]; holes are > 0.5.
     * an integer mask whose largest value is 1, 2 or 3 is a 0/1 label mask: nonzero = hole.
     * (H, W, 1..4) masks: alpha is ignored, color masks use their brightest channel.
+
+    ``owned`` lets a C-contiguous uint8 ``mask`` hold the result itself (it is overwritten).
     """
     arr = _mask_values(mask, source)
     if arr.dtype == np.bool_:
-        return arr.copy()
+        return arr  # as given (no copy: masks can be as large as the image)
     if np.issubdtype(arr.dtype, np.floating):
         _check_float(arr, source, "mask")
         return arr > 0.5
@@ -170,9 +261,13 @@ def hole_mask(mask, source: str = "mask") -> np.ndarray:
     if arr.dtype != np.uint8 and arr.dtype != np.uint16:
         _check_int_range(arr, source, "mask")
     peak = int(arr.max(initial=0))
+    out = None
+    private = owned or not np.may_share_memory(arr, np.asarray(mask))  # never overwrite a caller's array
+    if arr.dtype == np.uint8 and arr.flags.c_contiguous and arr.flags.writeable and private:
+        out = arr.view(np.bool_)  # 0/1 bytes are valid bools: no second mask-sized buffer
     if 0 < peak <= LABEL_MAX:
-        return arr != 0
-    return arr > top // 2
+        return np.not_equal(arr, 0, out=out)
+    return np.greater(arr, top // 2, out=out)
 
 
 def empty_mask_note(mask, source: str = "mask") -> str:
@@ -200,7 +295,7 @@ def check_pair(image: np.ndarray, mask: np.ndarray, source: str = "input") -> No
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3), upright; :class:`InputError` naming the path on failure."""
     path = Path(path)
-    return to_rgb_uint8(_decode(path), str(path), bgr=True)
+    return to_rgb_uint8(_decode(path), str(path), bgr=True, owned=True)
 
 
 def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -219,73 +314,7 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
 
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask file as bool (H, W), True = hole, by the rule of :func:`hole_mask`."""
-    return hole_mask(load_mask(path, size), str(path))
-
-
-def _encode(path: Path, image: np.ndarray) -> bytes:
-    suffix = path.suffix.lower() or ".png"
-    if suffix not in IMAGE_SUFFIXES:
-        raise InputError(f"{path}: unsupported output format {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[..., ::-1]  # RGB -> BGR for OpenCV
-    try:
-        ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr))
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise InputError(f"{path}: could not encode the image as {suffix}")
-    return buf.tobytes()
-
-
-def write_bytes_atomic(path: Path, data: bytes, overwrite: bool = True) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in its directory (mode 0666 less the umask).
-
-    ``overwrite=False`` never replaces an existing file (:class:`OutputError` instead). OS failures
-    become :class:`OutputError` naming the path.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic and never replaces an existing file
-            except FileExistsError:
-                raise OutputError(f"{path}: already exists and overwrite is off; not replaced") from None
-            except OSError:  # a file system without hard links
-                if path.exists():
-                    raise OutputError(f"{path}: already exists and overwrite is off; not replaced") from None
-                os.replace(tmp, path)
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_image(path: str | os.PathLike, image: np.ndarray, *, protect: tuple[str | os.PathLike, ...] = (),
-                overwrite: bool = True) -> Path:
-    """Write uint8 RGB (or gray) ``image`` to ``path`` atomically, the format following the suffix.
-
-    ``protect`` lists input files that must never be overwritten; writing onto one of them raises
-    :class:`InputError`. ``overwrite=False`` refuses to replace an existing file.
-    """
-    path = Path(path)
-    for other in protect:
-        if Path(other).exists() and path.exists() and os.path.samefile(path, other):
-            raise InputError(f"{path}: refusing to overwrite an input file; choose another output path")
-    return write_bytes_atomic(path, _encode(path, image), overwrite=overwrite)
+    return hole_mask(load_mask(path, size), str(path), owned=True)
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:

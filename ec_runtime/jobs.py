@@ -59,6 +59,9 @@ def _pairs(input_path: Path, mask_path: Path) -> list[tuple[Path, Path]]:
         raise InputError(f"{input_path}: no such file or directory")
     if not mask_path.exists():
         raise InputError(f"{mask_path}: no such file or directory (--mask)")
+    for path, what in ((input_path, "INPUT"), (mask_path, "--mask")):
+        if not (path.is_file() or path.is_dir()):  # a device, FIFO or socket could block or never end
+            raise InputError(f"{path}: not a regular file or directory ({what})")
     if input_path.is_file():
         images = [input_path]
     else:
@@ -103,7 +106,8 @@ def check_output_dir(directory: Path, create: bool) -> None:
     """
     base = _nearest_existing(directory)
     if not base.is_dir():
-        raise OutputError(f"{directory}: cannot create the output directory, {base} is a file")
+        raise OutputError(f"{directory}: cannot create the output directory, {base} exists and is not a "
+                          "directory")
     if not create:
         if not os.access(base, os.W_OK | os.X_OK):
             raise OutputError(f"{directory}: the output location is not writable ({base} is read-only for this user)")
@@ -151,6 +155,9 @@ def plan_jobs(input_path: Path, mask_path: Path, output: Path, *, overwrite: boo
                 onto_inputs.append(out)
             elif out.is_dir():
                 raise OutputError(f"{out}: the output is an existing directory")
+            elif out.exists() and not out.is_file():
+                raise OutputError(f"{out}: exists and is not a regular file (a device, FIFO or socket); "
+                                  "choose another -o")
             elif out.exists() or out.is_symlink():
                 existing.append(out)
     if clashes:

@@ -309,7 +309,25 @@ class Inpainter:
         Any H and W: the inputs are reflect-padded to multiples of 4 and the outputs cropped back.
         Returns ``image_out`` and, with ``want_edges``, ``edges`` (Canny of the known region),
         ``edges_out`` (merged) and ``edges_raw`` (stage-1 output), all (N,C,H,W) float32.
+        Both inputs must be finite and within [0, 1], with matching N, H and W (>= 16); anything
+        else raises :class:`InputError`.
         """
+        image, mask = np.asarray(image), np.asarray(mask)
+        if image.ndim != 4 or image.shape[1] != 3 or mask.ndim != 4 or mask.shape[1] != 1:
+            raise InputError(f"run() takes image (N,3,H,W) and mask (N,1,H,W); got {image.shape} and {mask.shape}")
+        if mask.shape[0] != image.shape[0] or mask.shape[2:] != image.shape[2:]:
+            raise InputError(f"run(): mask {mask.shape} does not match image {image.shape}")
+        if min(image.shape[2:]) < MIN_SIDE or image.shape[0] == 0:
+            raise InputError(f"run(): image {image.shape} is empty or smaller than {MIN_SIDE} pixels")
+        for name, arr in (("image", image), ("mask", mask)):
+            if arr.dtype.kind not in "fiub":
+                raise InputError(f"run(): {name} has unsupported type {arr.dtype}; give float32 in [0, 1]")
+            lo, hi = float(arr.min()), float(arr.max())
+            if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
+                raise InputError(f"run(): {name} values must be finite and within [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        return self._run(image.astype(np.float32, copy=False), mask.astype(np.float32, copy=False), want_edges)
+
+    def _run(self, image: np.ndarray, mask: np.ndarray, want_edges: bool) -> dict[str, np.ndarray]:
         h, w = image.shape[2:]
         ph, pw = pad_amount(h), pad_amount(w)
         if ph or pw:
@@ -323,7 +341,7 @@ class Inpainter:
     def _paint(self, images: np.ndarray, masks: np.ndarray, want_edges: bool):
         """uint8 (N,H,W,3), bool (N,H,W) -> uint8 (N,H,W,3) and the stage-1 edges (N,H,W) or None."""
         image, mask = to_nchw(images, masks)
-        out = self.run(image, mask, want_edges)
+        out = self._run(image, mask, want_edges)
         painted = np.rint(np.clip(out["image_out"], 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
         painted = np.where(masks[..., None], painted, images)
         edges = out[EDGE_MERGES[self.edge_merge]][:, 0] if want_edges else None
@@ -344,7 +362,7 @@ class Inpainter:
         return image, holes
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, return_edges: bool = False, *,
-                strategy: str | None = None):
+                strategy: str | None = None, inplace: bool = False):
         """Fill the holes of one image.
 
         ``image``: uint8 RGB (H, W, 3); gray, RGBA, uint16, bool, other integer arrays in 0..255 and
@@ -356,15 +374,26 @@ class Inpainter:
         Returns uint8 RGB (H, W, 3); with ``return_edges``, ``(image, edges)`` where ``edges`` is the
         float (H, W) edge map fed to the inpaint model. A mask with no hole returns a copy of the
         image without running any model and warns (:class:`~ec_runtime.errors.NoHoleWarning`).
-        ``strategy`` overrides the instance's strategy.
+        ``strategy`` overrides the instance's strategy. ``inplace=True`` lets the ``crop`` and
+        ``resize`` strategies write the result into ``image`` itself when it is already a writable,
+        C-contiguous uint8 (H, W, 3) array (the returned array is then ``image``): for very large
+        images it saves an image-sized copy.
         """
         name = strategy or self.strategy
         strategies.check_strategy(name)
+        given = image
         image, mask = self._prepare(image, mask, "image")
         if not mask.any():
             return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
-        painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
-                                          max_side=self.max_side, margin=self.margin)
+        try:
+            painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
+                                              max_side=self.max_side, margin=self.margin,
+                                              inplace=inplace and image is given and image.flags.writeable)
+        except MemoryError:
+            h, w = mask.shape
+            raise InputError(f"not enough memory to inpaint a {w}x{h} image with the {name!r} strategy "
+                             f"(max_side {self.max_side}); free memory, use the crop or resize strategy with a "
+                             "smaller max_side, or split the image") from None
         return (painted, edges) if return_edges else painted
 
     def inpaint_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray] | np.ndarray,

@@ -167,8 +167,9 @@ class TritonServer:
                 "metrics": f"http://{h}:{self.metrics_port}/metrics"}
 
     def command(self) -> list[str]:
-        """The tritonserver command line (the binary must be resolved)."""
-        assert self.binary is not None
+        """The tritonserver command line (resolving the binary if not given)."""
+        if self.binary is None:
+            self.binary = find_tritonserver()
         args = [str(self.binary.path), f"--model-repository={self.repo.resolve()}", "--model-control-mode=none",
                 "--disable-auto-complete-config", f"--exit-timeout-secs={self.exit_timeout}"]
         for proto in ("http", "grpc", "metrics"):

@@ -29,6 +29,8 @@ STRATEGIES = ("original", "resize", "crop")
 DEFAULT_STRATEGY = "crop"
 DEFAULT_MAX_SIDE = 512
 DEFAULT_MARGIN = 128
+COARSE_BLOCK = 16          # hole_boxes labels 16x16-pixel cells of images above COARSE_ABOVE pixels
+COARSE_ABOVE = 4_000_000
 
 PaintOne = Callable[[np.ndarray, np.ndarray, bool], tuple]  # (uint8 HxWx3, bool HxW, want_edges) -> (img, edges)
 
@@ -43,36 +45,73 @@ def fits(shape: tuple[int, ...], name: str, max_side: int) -> bool:
     return name == "original" or max(shape[:2]) <= max_side
 
 
-def _paste(image: np.ndarray, mask: np.ndarray, painted: np.ndarray) -> np.ndarray:
-    return np.where(mask[..., None], painted, image)
+def _paste(image: np.ndarray, mask: np.ndarray, painted: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``painted`` where ``mask``, else ``image``; written into ``out`` (which may be ``image``) when given."""
+    if out is None:
+        return np.where(mask[..., None], painted, image)
+    if out is not image:
+        np.copyto(out, image)
+    np.copyto(out, painted, where=mask[..., None])
+    return out
 
 
 def inpaint_resize(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool,
-                   max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inpaint at a long side of ``max_side``, upscale, and paste only the hole at full resolution."""
+                   max_side: int = DEFAULT_MAX_SIDE,
+                   out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inpaint at a long side of ``max_side``, upscale, and paste only the hole at full resolution.
+
+    ``out`` (may be ``image`` itself) receives the result instead of a new array.
+    """
     h, w = mask.shape
     scale = max_side / max(h, w)
     if scale >= 1:
-        return paint(image, mask, want_edges)
+        painted, edges = paint(image, mask, want_edges)
+        return (painted if out is None else _paste(image, mask, painted, out)), edges
     sh, sw = max(16, round(h * scale)), max(16, round(w * scale))
     small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
     # any source hole pixel makes its small pixel a hole, so no hole pixel is pasted from known data
-    small_mask = cv2.resize(mask.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    small_mask = cv2.resize(np.ascontiguousarray(mask).view(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
     painted, edges = paint(small, small_mask, want_edges)
     up = cv2.resize(painted, (w, h), interpolation=cv2.INTER_CUBIC)
     if edges is not None:
         edges = cv2.resize(edges.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return _paste(image, mask, up), edges
+    return _paste(image, mask, up, out), edges
+
+
+def _exact_components(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return [(y, x, y + bh, x + bw) for x, y, bw, bh, _area in stats[1:n]]
+
+
+def _coarse_components(mask: np.ndarray, block: int) -> list[tuple[int, int, int, int]]:
+    """Tight boxes of the holes, grouped by 8-connected ``block`` x ``block`` cells that hold a hole.
+
+    Labels a grid ``block``² times smaller than the image instead of the image itself (whose int32
+    label map alone would be 4 bytes per pixel). Holes less than ``block`` pixels apart may share a
+    box; with ``block <= margin`` their grown boxes would have been merged anyway.
+    """
+    h, w = mask.shape
+    rows = np.logical_or.reduceat(mask, np.arange(0, h, block), axis=0)
+    grid = np.logical_or.reduceat(rows, np.arange(0, w, block), axis=1)
+    del rows
+    boxes = []
+    for gy0, gx0, gy1, gx1 in _exact_components(grid):
+        y0, x0, y1, x1 = gy0 * block, gx0 * block, min(h, gy1 * block), min(w, gx1 * block)
+        region = mask[y0:y1, x0:x1]
+        ys, xs = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        boxes.append((y0 + int(ys[0]), x0 + int(xs[0]), y0 + int(ys[-1]) + 1, x0 + int(xs[-1]) + 1))
+    return boxes
 
 
 def hole_boxes(mask: np.ndarray, margin: int) -> list[tuple[int, int, int, int]]:
     """Boxes (y0, x0, y1, x1) around each 8-connected hole region, grown by ``margin`` and merged
     until no two overlap."""
     h, w = mask.shape
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    boxes = []
-    for x, y, bw, bh, _area in stats[1:n]:
-        boxes.append((max(0, y - margin), max(0, x - margin), min(h, y + bh + margin), min(w, x + bw + margin)))
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    block = min(COARSE_BLOCK, margin)
+    tight = _coarse_components(mask, block) if block > 1 and h * w > COARSE_ABOVE else _exact_components(mask)
+    boxes = [(max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin))
+             for y0, x0, y1, x1 in tight]
     merged = True
     while merged:
         merged = False
@@ -98,28 +137,32 @@ def _at_least(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
 
 
 def inpaint_crop(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool,
-                 max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN):
-    """Inpaint a margin-padded box around each hole region; boxes larger than ``max_side`` are resized."""
+                 max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN, inplace: bool = False):
+    """Inpaint a margin-padded box around each hole region; boxes larger than ``max_side`` are resized.
+
+    Only the boxes pass through float buffers and the models, so the memory beyond the image and its
+    mask scales with the holes. ``inplace`` writes the result into ``image`` itself (no copy).
+    """
     h, w = mask.shape
-    out = image.copy()
+    out = image if inplace else image.copy()
     edges = np.zeros((h, w), np.float32) if want_edges else None
     for y0, x0, y1, x1 in hole_boxes(mask, margin):
         y0, y1 = _at_least(y0, y1, 32, h)
         x0, x1 = _at_least(x0, x1, 32, w)
-        crop_img, crop_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-        painted, crop_edges = inpaint_resize(paint, crop_img, crop_mask, want_edges, max_side)
-        out[y0:y1, x0:x1] = _paste(out[y0:y1, x0:x1], crop_mask, painted)
+        crop_img, crop_mask = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]  # boxes never overlap: out is still original here
+        _, crop_edges = inpaint_resize(paint, crop_img, crop_mask, want_edges, max_side, out=crop_img)
         if want_edges:
             edges[y0:y1, x0:x1] = crop_edges
     return out, edges
 
 
 def apply(name: str, paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_edges: bool, *,
-          max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN):
-    """Run strategy ``name``; returns ``(uint8 image, edges or None)``."""
+          max_side: int = DEFAULT_MAX_SIDE, margin: int = DEFAULT_MARGIN, inplace: bool = False):
+    """Run strategy ``name``; returns ``(uint8 image, edges or None)``. ``inplace`` lets the large-image
+    strategies write into ``image`` instead of a copy."""
     check_strategy(name)
     if fits(image.shape, name, max_side):
         return paint(image, mask, want_edges)
     if name == "resize":
-        return inpaint_resize(paint, image, mask, want_edges, max_side)
-    return inpaint_crop(paint, image, mask, want_edges, max_side, margin)
+        return inpaint_resize(paint, image, mask, want_edges, max_side, out=image if inplace else None)
+    return inpaint_crop(paint, image, mask, want_edges, max_side, margin, inplace)

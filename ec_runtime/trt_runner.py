@@ -148,7 +148,8 @@ class TrtRunner(Runner):
     never reshaped, so a graph is replayed only with the shapes and addresses it was captured
     with. The first call of a shape runs eagerly (TensorRT needs that after a shape change), the
     capture follows, and later calls replay. At most ``graph_shapes`` shapes keep a context and
-    graph (least recently used first out); each context holds its own activation memory.
+    graph (least recently used first out). The contexts never run concurrently, so they share one
+    block of activation memory (user-managed allocation, TensorRT 10.1 and later).
     """
 
     name = "TrtRunner"
@@ -171,6 +172,7 @@ class TrtRunner(Runner):
         self._buffers: dict[str, _GrowingBuffer] = {}
         self._contexts: OrderedDict[tuple, _Context] = OrderedDict()
         self._graphs_api = None
+        self._scratch = None  # (allocation, size) shared by graph mode's contexts
         self.engine = None
         self._runtime = None
 
@@ -223,9 +225,26 @@ class TrtRunner(Runner):
         if ctx is None:
             while len(self._contexts) >= self.graph_shapes:
                 self._drop(self._contexts.popitem(last=False)[1])
-            ctx = self._contexts[key] = _Context(self.engine.create_execution_context())
+            ctx = self._contexts[key] = _Context(self._shared_memory_context())
         self._contexts.move_to_end(key)
         return ctx
+
+    def _shared_memory_context(self):
+        """A context on this runner's one block of activation memory (TensorRT 10.1+), else a plain one.
+
+        The per-shape contexts of graph mode run one at a time on one stream, so they can share
+        their activation memory, as TensorRT allows for contexts that never run concurrently.
+        """
+        strategy = getattr(getattr(self.trt, "ExecutionContextAllocationStrategy", None), "USER_MANAGED", None)
+        size = getattr(self.engine, "device_memory_size_v2", None)
+        if strategy is None or size is None:  # TensorRT 10.0: each context allocates its own
+            return self.engine.create_execution_context()
+        size = int(size)
+        if self._scratch is None:
+            self._scratch = (self.device.cuda.mem_alloc(max(size, 256)), size)  # cuMemAlloc: 256-byte aligned
+        context = self.engine.create_execution_context(strategy)
+        context.set_device_memory(int(self._scratch[0]), size)
+        return context
 
     def _drop(self, ctx: _Context) -> None:
         if ctx.graph is not None and self._graphs_api is not None:
@@ -276,7 +295,7 @@ class TrtRunner(Runner):
     def _bind(self, ctx: _Context, name: str, ptr: int) -> bool:
         if ctx.bound.get(name) == ptr:
             return False
-        if not ctx.context.set_tensor_address(name, ptr):
+        if ctx.context.set_tensor_address(name, ptr) is False:
             raise EcRuntimeError(f"{self.path.name}: TensorRT refused the address of {name}")
         ctx.bound[name] = ptr
         return True
@@ -337,6 +356,8 @@ class TrtRunner(Runner):
             self._contexts.clear()
             for buf in self._buffers.values():
                 buf.free()
+            if self._scratch is not None:
+                self._scratch[0].free()
             self._reset()
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ec_train.errors import CheckpointError
+from ec_train.files import default_file_mode
 from ec_train.networks import Discriminator, EdgeGenerator, InpaintGenerator
 
 TRAIN_FORMAT = "ec-deploy/train-checkpoint/v1"
@@ -188,6 +189,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; checkpoints get the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -70,9 +70,11 @@ def main(mode, config_path, resume, init, **options):
       ec-train inpaint --data photos/ --masks irregular/ --mask-invert --out runs/inp
       ec-train joint   --init runs/edge/checkpoints/ckpt_00200000.pth --init runs/inp/checkpoints/... --data photos/
     """
+    import os
+
     from ec_train.config import TrainConfig, load_yaml_config
     from ec_train.errors import EcError
-    from ec_train.train import main as train_main
+    from ec_train.rundir import check_run_folder
 
     try:
         cfg = load_yaml_config(config_path) if config_path else TrainConfig()
@@ -82,6 +84,11 @@ def main(mode, config_path, resume, init, **options):
                 setattr(cfg, name, options[name])
         if init:
             cfg.init = list(init)
+        cfg.validate()  # every value, before torch loads
+        if os.environ.get("RANK", "0") == "0":
+            check_run_folder(cfg.out, resume, cfg.export_official)
+        from ec_train.train import main as train_main
+
         summary = train_main(cfg, resume=resume)
     except EcError as exc:
         raise click.ClickException(str(exc)) from None

@@ -9,7 +9,6 @@ Laid out like torchvision's ``references/`` scripts. Run it through the ``ec-tra
 from __future__ import annotations
 
 import math
-import re
 import signal
 import threading
 import time
@@ -23,32 +22,20 @@ from ec_train.checkpoints import atomic_save, read_checkpoint, save_official
 from ec_train.config import TrainConfig, write_yaml_config
 from ec_train.distributed import DistInfo, cleanup, init_distributed
 from ec_train.errors import CheckpointError, ConfigError, TrainingError
+from ec_train.rundir import (CHECKPOINT_PATTERN, check_resume_point, check_run_folder,  # noqa: F401 (re-exported)
+                             checkpoint_iteration, checkpoint_path, latest_checkpoint, list_checkpoints)
 from ec_train.trainer import EG, IG, Trainer, edge_accuracy
 
-CHECKPOINT_PATTERN = re.compile(r"^ckpt_(\d{8,})\.pth$")
-
-
 # ------------------------------------------------------------------ checkpoints
-def checkpoint_path(out: Path, iteration: int) -> Path:
-    return out / "checkpoints" / f"ckpt_{iteration:08d}.pth"
-
-
-def list_checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temp files of interrupted writes are ignored)."""
-    folder = out / "checkpoints"
-    found = [p for p in folder.glob("ckpt_*.pth") if CHECKPOINT_PATTERN.match(p.name)] if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = list_checkpoints(out)
-    return found[-1] if found else None
-
-
 def save_checkpoint(trainer: Trainer, out: Path, keep_last: int) -> Path:
-    """Atomically write ``checkpoints/ckpt_<iteration>.pth`` and delete all but the newest ``keep_last``."""
+    """Atomically write ``checkpoints/ckpt_<iteration>.pth`` and delete all but the newest ``keep_last``.
+
+    The checkpoint just written is never among the deleted ones, and neither is any newer one
+    (which only another run can have written; :func:`check_run_folder` refuses that case).
+    """
     path = atomic_save(trainer.state_dict(), checkpoint_path(out, trainer.iteration))
-    for old in list_checkpoints(out)[:-keep_last]:
+    older = [p for p in list_checkpoints(out) if p != path and checkpoint_iteration(p) < trainer.iteration]
+    for old in older[:max(0, len(older) - (keep_last - 1))]:
         old.unlink(missing_ok=True)
     return path
 
@@ -181,6 +168,8 @@ def main(cfg: TrainConfig, resume: str | None = None) -> dict:
     """
     cfg.validate()
     out = Path(cfg.out)
+    if _launch_rank() == 0:  # other ranks would race with rank 0 creating the run folder
+        check_run_folder(out, resume, cfg.export_official)
     device_type = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     dist = init_distributed(device_type if cfg.device != "cpu" else "cpu")
     previous = _stop_signals_interrupt()
@@ -190,6 +179,16 @@ def main(cfg: TrainConfig, resume: str | None = None) -> dict:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         cleanup()
+
+
+def _launch_rank() -> int:
+    """This process's rank as torchrun sets it (0 when not launched by torchrun)."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _raise_interrupt(signum, frame):
@@ -220,6 +219,7 @@ def _run(cfg: TrainConfig, resume: str | None, out: Path, dist: DistInfo) -> dic
         state = read_checkpoint(path)
     trainer = Trainer(cfg, device, dist, vgg)
     if state is not None:
+        check_resume_point(out, int(state.get("iteration", 0)), str(path))
         trainer.load_state_dict(state, source=str(path))
         _log(f"resumed from {path} at iteration {trainer.iteration}", dist)
     elif cfg.init:

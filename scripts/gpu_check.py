@@ -19,7 +19,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ for _p in (str(ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 import gpu_check_cuda  # noqa: E402
+import gpu_check_runs  # noqa: E402
 import gpu_check_trt  # noqa: E402
 from gpu_check_cuda import Skip  # noqa: E402
 
@@ -63,7 +63,7 @@ CHECKS = [
           ("cuda_device",)),
     Check("amp_train_step", "training steps with AMP (fp16, bf16) on the GPU", gpu_check_cuda.check_amp_train_step,
           ("cuda_device",)),
-    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_trt.check_gpu_tests, ("cuda_device",)),
+    Check("gpu_tests", "the test suite's `gpu` tests", gpu_check_runs.check_gpu_tests, ("cuda_device",)),
     Check("export", "export the demo model and a paper-size random pair (FP32/FP16/INT8)", gpu_check_trt.check_export,
           ("cuda_device",)),
     Check("engines", "TensorRT engines for every ONNX file, with `ec-export engine`", gpu_check_trt.check_engines,
@@ -72,7 +72,7 @@ CHECKS = [
           gpu_check_trt.check_engines_vs_onnxruntime, ("engines",)),
     Check("inpainter_tensorrt", "Inpainter on TensorRT against ONNX Runtime (batches, odd sizes, crops, graphs)",
           gpu_check_trt.check_inpainter, ("engines",)),
-    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_trt.check_bench, ("engines",)),
+    Check("bench", "ec-bench TensorRT rows, CUDA graphs off and on", gpu_check_runs.check_bench, ("engines",)),
 ]
 NAMES = [c.name for c in CHECKS]
 
@@ -194,15 +194,15 @@ def parse_args(argv):
                "  bash scripts/gpu_check.sh --quick              # demo model only, 256², fewer iterations\n"
                "  bash scripts/gpu_check.sh --export export/     # your export (e.g. on a Jetson, without torch)\n"
                "  bash scripts/gpu_check.sh --only cuda_device,cuda_graph --out /tmp/g")
-    parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="report directory (default: gpu-check)")
+    parser.add_argument("--out", type=Path, default=Path("gpu-check"), metavar="DIR", help="report directory (default: gpu-check)")
     parser.add_argument("--quick", action="store_true",
                         help="demo model only, FP32+FP16, 256² and batch 1 in ec-bench, fewer iterations")
     parser.add_argument("--export", dest="exports", type=Path, action="append", default=[], metavar="DIR",
                         help="use this export directory (copied into the report directory) instead of exporting "
                              "the demo and paper-size models; repeatable. Needs no torch (e.g. on a Jetson)")
-    parser.add_argument("--only", help="comma-separated checks to run (their prerequisites must be listed too)")
-    parser.add_argument("--skip", help="comma-separated checks to leave out")
-    parser.add_argument("--timeout", type=int, default=3600,
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated checks to run (their prerequisites must be listed too)")
+    parser.add_argument("--skip", metavar="NAMES", help="comma-separated checks to leave out")
+    parser.add_argument("--timeout", type=int, default=3600, metavar="SECONDS",
                         help="seconds allowed to the pytest run of the gpu tests (default 3600)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     args = parser.parse_args(argv)
@@ -235,7 +235,12 @@ def main(argv=None) -> int:
     results: list[dict] = []
     for i, check in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {check.name}: {check.title}", flush=True)
-        result = run_check(check, ctx, done)
+        try:
+            result = run_check(check, ctx, done)
+        except KeyboardInterrupt:
+            print(f"interrupted during {check.name}; the report of the checks before it: {args.out / REPORT_MD}",
+                  file=sys.stderr)
+            return 130
         done[check.name] = result
         results.append(result)
         note = result.get("reason") or result.get("error") or ""

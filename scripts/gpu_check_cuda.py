@@ -6,8 +6,6 @@ Part of ``scripts/gpu_check.py``. Every check takes a :class:`Context` and retur
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib
 import platform
 import shutil
@@ -18,19 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from gpu_check_cudart import CudaRuntime, NoCudaRuntime, cuda_devices, optional_import
+
 PROBED = ("numpy", "torch", "onnxruntime", "onnx", "tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings", "pycuda", "cuda.bindings", "cupy",
           "polygraphy", "cv2", "skimage", "pytest")
-LIBCUDART = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
 
 
-def _libcudart_candidates() -> list[str]:
-    """libcudart by name (already loaded by torch or cupy, or on the library path), then the copies that
-    the ``nvidia-cuda-runtime`` wheels and torch's CUDA wheels carry in site-packages."""
-    names = [n for n in (ctypes.util.find_library("cudart"), *LIBCUDART) if n]
-    for base in map(Path, sys.path):
-        for pattern in ("nvidia/cuda_runtime/lib/libcudart.so*", "nvidia/cu*/lib/libcudart.so*", "torch/lib/libcudart*.so*"):
-            names += sorted(str(p) for p in base.glob(pattern)) if base.is_dir() else []
-    return names
+TRAIN_DEVICE = "cuda"  # where the AMP check trains (a test runs the check's logic on the CPU)
+QUICK_SIZES = {"canny": 256, "amp": 128}  # image sizes with --quick (full: 512 and 256)
 
 
 class Skip(Exception):
@@ -48,20 +41,13 @@ class Context:
     state: dict = field(default_factory=dict)   # values one check hands to the next (export dirs, ...)
 
 
-def optional_import(name: str):
-    """The module, or None when it is not installed (or fails to import)."""
+def require(name: str, why: str):
+    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it) and the error."""
     try:
         return importlib.import_module(name)
-    except Exception:
-        return None
-
-
-def require(name: str, why: str):
-    """Import ``name`` or raise :class:`Skip` with ``why`` (which should say how to install it)."""
-    module = optional_import(name)
-    if module is None:
-        raise Skip(why)
-    return module
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise Skip(f"{why} [{detail}]") from None
 
 
 def _version(module) -> str | None:
@@ -70,126 +56,6 @@ def _version(module) -> str | None:
         if isinstance(value, str):
             return value
     return "installed"
-
-
-# ------------------------------------------------------------------ the CUDA runtime, two ways
-class CudaRuntime:
-    """The few CUDA runtime calls the checks need, through cuda-python or ctypes on libcudart."""
-
-    def __init__(self):
-        self.rt = optional_import("cuda.bindings.runtime") or optional_import("cuda.cudart")
-        self.lib = None
-        self.via = "cuda-python" if self.rt is not None else None
-        if self.rt is None:
-            for name in _libcudart_candidates():
-                try:
-                    self.lib = ctypes.CDLL(name)
-                    self.via = f"ctypes ({name})"
-                    break
-                except OSError:
-                    continue
-        if self.via is None:
-            raise Skip("no CUDA runtime: neither cuda-python (pip install cuda-python) nor libcudart is installed")
-
-    def _call(self, name: str, *args, out=None, out_last: bool = False):
-        """Call ``name``; raise RuntimeError naming the CUDA error.
-
-        With ctypes, ``out`` is the type of the call's out-argument (first, or last with ``out_last``).
-        """
-        if self.rt is not None:
-            result = getattr(self.rt, name)(*args)
-            err, *values = result if isinstance(result, tuple) else (result,)
-            if int(err) != 0:
-                raise RuntimeError(f"{name} failed: {getattr(err, 'name', err)}")
-            return values[0] if values else None
-        fn = getattr(self.lib, name)
-        fn.restype = ctypes.c_int
-        holder = out() if out is not None else None
-        ref = (ctypes.byref(holder),) if holder is not None else ()
-        err = fn(*args, *ref) if out_last else fn(*ref, *args)
-        if err != 0:
-            self.lib.cudaGetErrorName.restype = ctypes.c_char_p
-            raise RuntimeError(f"{name} failed: {self.lib.cudaGetErrorName(err).decode()} ({err})")
-        return holder.value if holder is not None else None
-
-    def device_count(self) -> int:
-        return int(self._call("cudaGetDeviceCount", out=ctypes.c_int))
-
-    def versions(self) -> tuple[int, int]:
-        """(driver, runtime) as 1000*major + 10*minor."""
-        return int(self._call("cudaDriverGetVersion", out=ctypes.c_int)), int(self._call("cudaRuntimeGetVersion",
-                                                                                         out=ctypes.c_int))
-
-    def device_name(self, index: int) -> str:
-        if self.rt is not None:
-            prop = self._call("cudaGetDeviceProperties", index)
-            name = prop.name
-            return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
-        return f"device {index}"
-
-    def set_device(self, index: int) -> None:
-        self._call("cudaSetDevice", int(index) if self.rt is not None else ctypes.c_int(index))
-
-    def stream(self) -> int:
-        if self.rt is not None:
-            return int(self._call("cudaStreamCreateWithFlags", 1))  # cudaStreamNonBlocking
-        return int(self._call("cudaStreamCreateWithFlags", ctypes.c_uint(1), out=ctypes.c_void_p) or 0)
-
-    def malloc(self, nbytes: int) -> int:
-        if self.rt is not None:
-            return int(self._call("cudaMalloc", nbytes))
-        return int(self._call("cudaMalloc", ctypes.c_size_t(nbytes), out=ctypes.c_void_p))
-
-    def _p(self, value):
-        return value if self.rt is not None else ctypes.c_void_p(value)
-
-    def free(self, ptr: int) -> None:
-        self._call("cudaFree", self._p(ptr))
-
-    def memcpy(self, dst: int, src: int, nbytes: int, kind: int) -> None:
-        """Synchronous copy; kind 1 host->device, 2 device->host, 3 device->device."""
-        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
-        self._call("cudaMemcpy", self._p(dst), self._p(src), size, self._kind(kind))
-
-    def memcpy_async(self, dst: int, src: int, nbytes: int, kind: int, stream: int) -> None:
-        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
-        self._call("cudaMemcpyAsync", self._p(dst), self._p(src), size, self._kind(kind), self._p(stream))
-
-    def memset_async(self, ptr: int, value: int, nbytes: int, stream: int) -> None:
-        size = nbytes if self.rt is not None else ctypes.c_size_t(nbytes)
-        self._call("cudaMemsetAsync", self._p(ptr), int(value) if self.rt is not None else ctypes.c_int(value),
-                   size, self._p(stream))
-
-    def _kind(self, kind: int):
-        return self.rt.cudaMemcpyKind(kind) if self.rt is not None else ctypes.c_int(kind)
-
-    def synchronize(self, stream: int) -> None:
-        self._call("cudaStreamSynchronize", self._p(stream))
-
-    def destroy_stream(self, stream: int) -> None:
-        self._call("cudaStreamDestroy", self._p(stream))
-
-    def capturing(self, stream: int) -> bool:
-        """Whether ``stream`` is in capture mode (status other than cudaStreamCaptureStatusNone)."""
-        return int(self._call("cudaStreamIsCapturing", self._p(stream), out=ctypes.c_int, out_last=True)) != 0
-
-
-def cuda_devices() -> dict:
-    """``{"count", "names", "driver", "runtime", "via"}`` or ``{"count": 0, "why": ...}``; never raises."""
-    try:
-        rt = CudaRuntime()
-        count = rt.device_count()
-        driver, runtime = rt.versions()
-        return {"count": count, "names": [rt.device_name(i) for i in range(count)], "via": rt.via,
-                "driver": f"{driver // 1000}.{driver % 1000 // 10}", "runtime": f"{runtime // 1000}.{runtime % 1000 // 10}"}
-    except (Skip, RuntimeError) as exc:
-        why = str(exc)
-    torch = optional_import("torch")
-    if torch is not None and torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        return {"count": n, "names": [torch.cuda.get_device_name(i) for i in range(n)], "via": "torch",
-                "runtime": torch.version.cuda}
-    return {"count": 0, "why": why if torch is None else f"{why}; torch {torch.__version__} sees no CUDA device"}
 
 
 # ------------------------------------------------------------------ checks
@@ -231,25 +97,39 @@ def check_cuda_device(ctx: Context) -> dict:
 
 
 def _photos(size: int, count: int):
-    """(uint8 RGB images, uint8 hole masks): the bundled photos where scikit-image is installed, else drawn ones."""
+    """(uint8 RGB images, uint8 hole masks, 1 = hole).
+
+    The photos bundled with scikit-image and ec_train's free-form masks where OpenCV and scikit-image
+    are installed; otherwise numpy-drawn images and holes, so the torch checks also run on a machine
+    that has little more than torch.
+    """
     import numpy as np
 
-    from ec_train.masks import free_form_mask
-
     rng = np.random.default_rng(0)
-    masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
     try:
+        from ec_train.masks import free_form_mask
         from ec_train.samples import SAMPLE_PHOTOS, sample_photo
 
+        masks = np.stack([free_form_mask(size, size, rng, (0.1, 0.4)) for _ in range(count)])
         images = np.stack([sample_photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)], size) for i in range(count)])
+        return images, masks
     except ImportError:
-        import cv2
-
-        images = np.zeros((count, size, size, 3), np.uint8)
-        for img in images:
-            for _ in range(12):
-                cv2.circle(img, tuple(int(v) for v in rng.integers(0, size, 2)), int(rng.integers(4, size // 4)),
-                           tuple(int(v) for v in rng.integers(0, 256, 3)), int(rng.choice([-1, 2, 5])))
+        pass
+    y, x = np.mgrid[0:size, 0:size] / size
+    images = np.empty((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        img = np.stack([x, y, (x + y) / 2], -1) * 160
+        for _ in range(12):  # discs and squares: plenty of edges
+            cy, cx, r = rng.random(3) * [1, 1, 0.2]
+            inside = ((y - cy) ** 2 + (x - cx) ** 2 < r * r) if rng.random() < 0.5 else \
+                ((abs(y - cy) < r) & (abs(x - cx) < r))
+            img[inside] = rng.integers(0, 256, 3)
+        images[i] = img.astype(np.uint8)
+        for _ in range(3):  # three rectangular holes, 10-40% of the image in all
+            h, w = (rng.random(2) * 0.3 + 0.15) * size
+            top, left = rng.random(2) * (size - np.array([h, w]))
+            masks[i, int(top):int(top + h), int(left):int(left + w)] = 1
     return images, masks
 
 
@@ -261,7 +141,7 @@ def check_torch_canny(ctx: Context) -> dict:
     from ec_train.canny import Canny
     from ec_train.networks import rgb_to_gray
 
-    size = 256 if ctx.quick else 512
+    size = QUICK_SIZES["canny"] if ctx.quick else 512
     images, holes = _photos(size, 4)
     image = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     gray, known = rgb_to_gray(image), torch.from_numpy(1 - holes).float()[:, None]
@@ -277,9 +157,17 @@ def check_torch_canny(ctx: Context) -> dict:
     torch.cuda.synchronize()
     cuda_ms = 1e3 * (time.perf_counter() - start)
     agree = float((cuda.cpu() == cpu).float().mean())
-    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "edge pixels (CPU)": int(cpu.sum()),
+    # cuDNN may run the smoothing convolutions in TF32 on Ampere and newer (torch's default); measure both.
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        agree_fp32 = float((gpu_canny(g, k).cpu() == cpu).float().mean())
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+    figures = {"pixels agreeing": f"{100 * agree:.4f}%", "pixels agreeing, TF32 off": f"{100 * agree_fp32:.4f}%",
+               "edge pixels (CPU)": int(cpu.sum()),
                f"CPU ms (4x{size}²)": round(cpu_ms, 1), f"CUDA ms (4x{size}²)": round(cuda_ms, 2)}
-    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge pixels agree (need 99.9%)"]
+    failures = [] if agree >= 0.999 else [f"only {100 * agree:.3f}% of edge-map pixels agree (need 99.9%)"]
     return {"figures": figures, "failures": failures}
 
 
@@ -301,7 +189,10 @@ def _graph_ops():
 def check_cuda_graph(ctx: Context) -> dict:
     """Capture a memset + device copy on a fresh stream, replay it, and check what the replays wrote."""
     np = require("numpy", "numpy is not installed")
-    rt = CudaRuntime()
+    try:
+        rt = CudaRuntime()
+    except NoCudaRuntime as exc:
+        raise Skip(str(exc)) from None
     capture, launch, destroy, how = _graph_ops()
     rt.set_device(0)
     n = 1 << 20
@@ -363,8 +254,13 @@ def check_cuda_graph(ctx: Context) -> dict:
     return {"figures": figures, "failures": failures}
 
 
+def amp_modes(torch) -> list[str]:
+    """The autocast types to train with: fp16 (with a gradient scaler), and bf16 where the GPU has it."""
+    return ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+
+
 def check_amp_train_step(ctx: Context) -> dict:
-    """Three joint-mode training steps of the paper-size networks under fp16 and bf16 autocast."""
+    """Three joint-mode training steps of the paper-size networks (lite with --quick) under fp16 and bf16 autocast."""
     torch = require("torch", "torch is not installed (pip install torch)")
     if not torch.cuda.is_available():
         raise Skip(f"torch {torch.__version__} has no CUDA")
@@ -372,14 +268,15 @@ def check_amp_train_step(ctx: Context) -> dict:
     from ec_train.config import TrainConfig
     from ec_train.trainer import IG, Trainer
 
-    images, holes = _photos(256, 2)
+    size = QUICK_SIZES["amp"] if ctx.quick else 256
+    images, holes = _photos(size, 2)
     batch = {"image": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
              "mask": torch.from_numpy(holes).float()[:, None]}
     figures, failures = {}, []
-    modes = ["fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    modes = amp_modes(torch)
     for amp in modes:
-        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=256)
-        trainer = Trainer(cfg, torch.device("cuda"))
+        cfg = TrainConfig(mode="joint", variant="lite" if ctx.quick else "edgeconnect", amp=amp, batch=2, size=size)
+        trainer = Trainer(cfg, torch.device(TRAIN_DEVICE))
         before = {k: v.detach().clone() for k, v in trainer.models[IG].state_dict().items()}
         times = []
         for _ in range(3):

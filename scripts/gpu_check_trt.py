@@ -1,9 +1,9 @@
-"""GPU acceptance checks around TensorRT: gpu tests, exports, engines, comparisons, Inpainter, ec-bench.
+"""GPU acceptance checks around TensorRT: exports, engines, Polygraphy comparisons, the TensorRT Inpainter.
 
 Part of ``scripts/gpu_check.py``. Engines are built with the torch-free ``ec-export engine`` (what a
 Jetson user runs) with its default profile, and used through public APIs only: ``ExportDir.engine_path``,
-``Inpainter.from_dir`` (``backend``, ``cuda_graph``) and ``ec-bench --cuda-graph``. The commands run in
-this process (as their console scripts would), so a test can run these checks on the GPU test double.
+``Inpainter.from_dir`` (``backend``, ``cuda_graph``). ``ec-export engine`` runs in this process (as
+its console script would), so a test can run these checks on the GPU test double.
 """
 
 from __future__ import annotations
@@ -11,13 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 import warnings
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from gpu_check_cuda import Context, Skip, optional_import, require
@@ -29,25 +24,9 @@ TOLERANCE = {"fp32": 5e-3, "fp16": 2e-2, "int8": 1e-1}
 # Least PSNR (dB) of the TensorRT Inpainter's uint8 output against ONNX Runtime's, per precision.
 MIN_PSNR = {"fp32": 40.0, "fp16": 35.0, "int8": 25.0}
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)
-# ec-bench settings: (sizes, batches, timed iterations, warm-up calls), full and with --quick.
-FULL_BENCH = ("256,512", "1,4", "20", "3")
-QUICK_BENCH = ("256", "1", "5", "3")
 
 
-def _run(cmd: list[str], ctx: Context, what: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    try:
-        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=ctx.timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{what} ran past --timeout {ctx.timeout} s") from None
-
-
-def _tail(proc: subprocess.CompletedProcess, lines: int = 15) -> list[str]:
-    text = (proc.stdout + proc.stderr).strip().splitlines()[-lines:]
-    return ["```", *text, "```"]
-
-
-def _require_tensorrt():
+def require_tensorrt():
     trt = optional_import("tensorrt")
     if trt is None:
         rtx = optional_import("tensorrt_rtx") or optional_import("tensorrt_rtx_bindings")
@@ -56,65 +35,16 @@ def _require_tensorrt():
     return trt
 
 
-# ------------------------------------------------------------------ gpu tests
-def check_gpu_tests(ctx: Context) -> dict:
-    require("pytest", "pytest is not installed (pip install -r requirements-dev.txt)")
-    xml = ctx.out / "gpu-tests.xml"
-    proc = _run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-                 "--continue-on-collection-errors", f"--junitxml={xml}", "tests"], ctx, "pytest -m gpu")
-    if proc.returncode not in (0, 1, 5) or not xml.is_file():
-        raise RuntimeError(f"pytest exited {proc.returncode}: {(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
-    outcome, missing = junit_outcomes(xml)
-    ran = [n for n, o in outcome.items() if o in ("passed", "failed")]
-    failed = [n for n, o in outcome.items() if o == "failed"]
-    details = ["| test | outcome |", "|---|---|"] + [f"| {n} | {o} |" for n, o in outcome.items()]
-    if missing:
-        details += ["", "Test modules not collected for want of a package (not counted as failures): "
-                    + "; ".join(f"{n} ({m})" for n, m in missing.items())]
-    if failed:
-        details += _tail(proc, 40)
-    if not ran:
-        why = sorted({o[len("skipped: "):] for o in outcome.values() if o.startswith("skipped: ")})
-        why += [f"not collected: {m}" for m in sorted(set(missing.values()))]
-        raise Skip("no gpu test ran here: " + ("; ".join(why) or "none selected"))
-    return {"figures": {"gpu tests": len(outcome), "passed": len(ran) - len(failed), "failed": len(failed),
-                        "skipped": len(outcome) - len(ran), "modules not collected": len(missing)},
-            "details": details, "failures": [f"{len(failed)} gpu test(s) failed: {', '.join(failed)}"] if failed else []}
-
-
-def junit_outcomes(xml: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """({test: "passed" | "failed" | "skipped: why"}, {module not collected: the missing package}) from pytest's XML.
-
-    A module that fails to import because a package is missing (``ModuleNotFoundError``) goes into the
-    second dict: on a machine set up with only some packages that is a skip, not a failure.
-    """
-    outcome, missing = {}, {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        name = "::".join(p for p in (case.get("classname"), case.get("name")) if p)
-        error = case.find("error")
-        if error is not None and error.get("message") == "collection failure":
-            found = re.search(r"No module named '([^']+)'", error.text or "")
-            if found:
-                missing[name] = f"no module {found.group(1)}"
-                continue
-        skipped = case.find("skipped")
-        outcome[name] = ("failed" if case.find("failure") is not None or error is not None else
-                         f"skipped: {skipped.get('message')}" if skipped is not None else "passed")
-    return outcome, missing
-
-
 # ------------------------------------------------------------------ exports
 def check_export(ctx: Context) -> dict:
-    _require_tensorrt()  # the exports only feed the engine checks
+    require_tensorrt()  # the exports only feed the engine checks
     if ctx.exports_given:
         return _copy_exports(ctx)
     require("torch", "torch is not installed: exporting needs pip install -e '.[export]'")
     require("onnx", "onnx is not installed: exporting needs pip install -e '.[export]'")
-    import torch
-
-    from ec_export.exporter import export_checkpoints, export_models
+    from benchmarks.paper_model import write_paper_checkpoints
+    from ec_export.exporter import export_checkpoints
     from ec_train.pretrained import demo_checkpoint
-    from ec_train.registry import create_model
 
     precisions = ("fp32", "fp16") if ctx.quick else ("fp32", "fp16", "int8")
     exports, figures = {}, {}
@@ -122,12 +52,12 @@ def check_export(ctx: Context) -> dict:
     exports["demo"] = ctx.out / "export-demo"
     export_checkpoints([demo_checkpoint()], exports["demo"], precisions=precisions, progress=False)
     figures["demo s"] = round(time.perf_counter() - start, 1)
-    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels) with random weights
+    if not ctx.quick:  # the paper's architecture (8 blocks, 64 channels), random weights, official file format
         start = time.perf_counter()
-        torch.manual_seed(0)
+        checkpoints = ctx.out / "export-paper-checkpoints"
+        write_paper_checkpoints(checkpoints, seed=0)
         exports["paper"] = ctx.out / "export-paper"
-        export_models(create_model("edgeconnect", "edge"), create_model("edgeconnect", "inpaint"), exports["paper"],
-                      precisions=precisions, progress=False, source={"note": "random weights (gpu_check.py)"})
+        export_checkpoints([checkpoints], exports["paper"], precisions=precisions, progress=False)
         figures["paper-size s"] = round(time.perf_counter() - start, 1)
     ctx.state["exports"] = exports
     details = []
@@ -188,7 +118,7 @@ def run_cli(command, args: list[str]) -> tuple[bool, str]:
 
 
 def check_engines(ctx: Context) -> dict:
-    trt = _require_tensorrt()
+    trt = require_tensorrt()
     from ec_export.cli import DEFAULT_SHAPES
     from ec_export.cli import main as ec_export
     from ec_runtime.exportdir import ExportDir
@@ -278,7 +208,7 @@ def _inputs_of(path: Path) -> list[str]:
 
 
 def check_engines_vs_onnxruntime(ctx: Context) -> dict:
-    _require_tensorrt()
+    require_tensorrt()
     require("polygraphy", "polygraphy is not installed (pip install polygraphy)")
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -319,7 +249,7 @@ def _psnr(a, b) -> float:
 
 
 def check_inpainter(ctx: Context) -> dict:
-    _require_tensorrt()
+    require_tensorrt()
     require("pycuda", "pycuda is not installed: the runtime's TensorRT path needs it (pip install pycuda, "
                       "built on the device)")
     import numpy as np
@@ -364,59 +294,3 @@ def check_inpainter(ctx: Context) -> dict:
     return {"figures": {"cases": len(details) - 2}, "details": details, "failures": failures}
 
 
-# ------------------------------------------------------------------ ec-bench
-def check_bench(ctx: Context) -> dict:
-    _require_tensorrt()
-    require("pycuda", "pycuda is not installed: ec-bench's TensorRT rows need it (pip install pycuda)")
-    from benchmarks.cli import main as ec_bench
-
-    sizes, batches, iters, warmup = QUICK_BENCH if ctx.quick else FULL_BENCH
-    runs, details, failures = {}, [], []
-    for name, export_dir in ctx.state["exports"].items():
-        precisions = ",".join(precisions_of(export_dir, ctx.quick))
-        for graph in (False, True):
-            out = ctx.out / "bench" / f"{name}-graph-{'on' if graph else 'off'}"
-            args = [str(export_dir), "--backends", "tensorrt" if graph else "onnxruntime,tensorrt",
-                    "--precisions", precisions, "--sizes", sizes, "--batch", batches, "--iters", iters,
-                    "--warmup", warmup, "-q", "--json", str(out / "report.json"), "--markdown", str(out / "report.md"),
-                    "--plot", str(out / "report.png")] + (["--cuda-graph"] if graph else [])
-            ok, printed = run_cli(ec_bench, args)
-            if not ok:
-                failures.append(f"ec-bench on {name} (graphs {'on' if graph else 'off'}) failed: "
-                                f"{printed.strip().splitlines()[-1:]}")
-                details += ["```", *printed.strip().splitlines()[-15:], "```"]
-                continue
-            report = json.loads((out / "report.json").read_text())
-            runs[(name, graph)] = report
-            for s in report["skipped"]:
-                if s["backend"] == "tensorrt":
-                    failures.append(f"{name}: ec-bench skipped tensorrt {s['precision']}: {s['reason']}")
-    rows = bench_table(runs)
-    details = ["| export | precision | size | batch | ORT ms | TRT ms | TRT + graph ms | graph speed-up | TRT img/s |",
-               "|---|---|---|---|---|---|---|---|---|"] + rows + details
-    return {"figures": {"rows": len(rows)}, "details": details, "failures": failures}
-
-
-def bench_table(runs: dict) -> list[str]:
-    """Markdown rows joining ec-bench reports keyed by (export name, cuda_graph)."""
-    cells: dict[tuple, dict] = {}
-    for (name, graph), report in runs.items():
-        for r in report["rows"]:
-            key = (name, r["precision"], r["size"], r["batch"])
-            column = "ort" if r["backend"] == "onnxruntime" else ("graph" if graph else "trt")
-            cells.setdefault(key, {})[column] = r
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
-    lines = []
-    for key in sorted(cells, key=lambda k: (k[0], order.get(k[1], 3), k[2], k[3])):
-        c = cells[key]
-
-        def ms(col):
-            return f"{c[col]['latency']['mean_ms']:.2f}" if col in c else "-"
-
-        speedup = (f"{c['trt']['latency']['mean_ms'] / c['graph']['latency']['mean_ms']:.2f}x"
-                   if "trt" in c and "graph" in c else "-")
-        best = min((c[k] for k in ("trt", "graph") if k in c), key=lambda r: r["latency"]["mean_ms"], default=None)
-        img_s = f"{best['throughput_img_s']:.1f}" if best else "-"
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]}² | {key[3]} | {ms('ort')} | {ms('trt')} | {ms('graph')} | "
-                     f"{speedup} | {img_s} |")
-    return lines

@@ -76,6 +76,26 @@ def test_profile_bounds_and_unknown_output_shapes(double, canny_plan):
     assert tuple(ctx.get_tensor_shape("edges")) == (2, 1, 32, 64)
 
 
+def test_user_managed_contexts_need_their_memory(double, canny_plan):
+    _, trt, cuda, _ = double
+    engine = _engine(double, canny_plan)
+    ctx = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    stream = cuda.Stream()
+    bufs = {n: cuda.mem_alloc(32 * 32 * 4) for n in ("gray", "mask", "edges")}
+    for n, b in bufs.items():
+        ctx.set_tensor_address(n, int(b))
+        if n != "edges":
+            ctx.set_input_shape(n, (1, 1, 32, 32))
+    with pytest.raises(ContractError, match="before set_device_memory"):
+        ctx.execute_async_v3(stream.handle)
+    with pytest.raises(ContractError, match="need"):
+        ctx.set_device_memory(int(cuda.mem_alloc(1024)), 1024)
+    scratch = cuda.mem_alloc(engine.device_memory_size_v2)
+    ctx.set_device_memory(int(scratch), engine.device_memory_size_v2)
+    assert ctx.execute_async_v3(stream.handle)
+    stream.synchronize()
+
+
 def test_execute_needs_every_address_and_big_enough_buffers(double, canny_plan):
     _, _, cuda, _ = double
     ctx = _engine(double, canny_plan).create_execution_context()
@@ -140,3 +160,24 @@ def test_version_compatible_plans_need_host_code_allowed(double, lite_export, tm
     assert runtime.deserialize_cuda_engine(plan.read_bytes()) is None
     runtime.engine_host_code_allowed = True
     assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None
+
+
+@pytest.mark.trt
+def test_the_double_offers_only_names_the_real_tensorrt_api_has():
+    """Every public name of the double's TensorRT classes exists on TensorRT-RTX's (the API TensorRT 10 shares)."""
+    import tensorrt_rtx_bindings as real
+
+    from tests.ec_runtime import trt_double as d
+
+    pairs = [(d.Runtime, real.Runtime), (d.Engine, real.ICudaEngine), (d.ExecutionContext, real.IExecutionContext),
+             (d.Builder, real.Builder), (d.BuilderConfig, real.IBuilderConfig), (d.Network, real.INetworkDefinition),
+             (d.OptimizationProfile, real.IOptimizationProfile), (d.OnnxParser, real.OnnxParser)]
+    for fake, actual in pairs:
+        names = {n for n in vars(fake) if not n.startswith("_")} - {"gpu"}
+        assert names <= set(dir(actual)), (fake.__name__, sorted(names - set(dir(actual))))
+    assert hasattr(real.Runtime, "engine_host_code_allowed")
+    for enum in ("DataType", "TensorIOMode", "BuilderFlag", "MemoryPoolType", "NetworkDefinitionCreationFlag",
+                 "ExecutionContextAllocationStrategy"):
+        names = {m.name for m in getattr(d, enum)}
+        assert names <= set(dir(getattr(real, enum))), (enum, names - set(dir(getattr(real, enum))))
+    assert callable(real.nptype) and hasattr(real.Logger, "WARNING") and hasattr(real.ILogger, "Severity")

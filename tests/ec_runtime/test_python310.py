@@ -9,12 +9,16 @@ venv with numpy 1.26, on Python 3.10 where one is installed) and ``test_numpy1.p
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ec_runtime", "ec_export", "ec_train", "benchmarks")
+# Every package pyproject.toml ships (its setuptools `include` patterns), so a new one is covered too.
+_INCLUDE = re.search(r"^include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+PACKAGES = tuple(sorted({p.name for pattern in re.findall(r'"([^"]+)"', _INCLUDE) for p in ROOT.glob(pattern)
+                         if (p / "__init__.py").is_file()}))
 # What a Jetson runtime install imports: ec_runtime, and `ec-export engine` (no torch).
 TORCH_FREE = [*sorted((ROOT / "ec_runtime").rglob("*.py")),
               *(ROOT / "ec_export" / n for n in ("__init__.py", "cli.py", "engine.py", "errors.py")),
@@ -129,6 +133,10 @@ def test_the_stdlib_scan_finds_what_it_should(source, count):
 ])
 def test_the_numpy_scan_finds_what_it_should(source, count):
     assert len(_numpy2_problems(ast.parse(source))) == count
+
+
+def test_every_shipped_package_is_scanned():
+    assert set(PACKAGES) >= {"ec_runtime", "ec_export", "ec_train", "benchmarks"}
 
 
 def test_python_310_syntax_is_refused():

@@ -99,6 +99,10 @@ def test_cuda_graphs_are_captured_and_replayed_per_shape(engines, gpu, rng):
             for feed in (b, b, a, a, b, a, b):  # A/B/A with the larger shape first: buffers never move
                 np.testing.assert_array_equal(runner.infer(feed)["edges"], want[id(feed)])
             assert runner.graphs == 2
+            # the per-shape contexts share one block of activation memory (they never run concurrently)
+            assert gpu.counts.get("context_memory", 0) == 0
+            scratch = {ctx.context.scratch for ctx in runner._contexts.values()}
+            assert len(scratch) == 1 and None not in scratch
             # one eager launch and one capture per shape; every later call is a replay
             assert (gpu.counts["capture"], gpu.counts["replay"], gpu.counts["execute"]) == (2, 5, 7)
             c = _feed(rng, 4, 64, 64)  # larger: the input buffers move, so every graph is recaptured
@@ -253,3 +257,30 @@ def test_engines_built_into_a_subfolder_are_recorded_relative_to_the_export(lite
     shutil.copy(lite_export / "canny.onnx", loose)  # not part of an export directory: nothing to record
     result = CliRunner().invoke(main, ["engine", str(loose)])
     assert result.exit_code == 0 and "recorded" not in result.output
+
+
+def test_ec_inpaint_reports_the_fallback_as_one_warning_line(engines, monkeypatch, tmp_path):
+    from ec_runtime.cli import main
+
+    install(monkeypatch, version="10.8.0")
+    img, mask = photo_and_mask("astronaut", 64, 0)
+    cv2.imwrite(str(tmp_path / "a.png"), img[..., ::-1])
+    cv2.imwrite(str(tmp_path / "m.png"), mask * 255)
+    result = CliRunner().invoke(main, [str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                                       str(tmp_path / "out.png"), "--model", str(engines)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "not used" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: TensorRT engines in ")
+    assert "with onnxruntime" in result.output and "Traceback" not in result.output
+
+
+def test_one_tensorrt_inpainter_serves_several_threads(engines, gpu, ort_painter):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [photo_and_mask(name, size, i) for i, (name, size) in
+             enumerate((("astronaut", 64), ("coffee", 96), ("chelsea", 64), ("astronaut", 96)))]
+    with Inpainter.from_dir(engines, backend="tensorrt", cuda_graph=True) as painter:
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda p: painter.inpaint(*p), pairs * 2))
+    for g, p in zip(got, pairs * 2):
+        assert _compare(g, ort_painter.inpaint(*p)) == 0

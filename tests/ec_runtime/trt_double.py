@@ -29,11 +29,15 @@ class TensorIOMode(enum.IntEnum):
     OUTPUT = 2
 
 
-class BuilderFlag(enum.IntEnum):
-    FP16 = 0
-    INT8 = 1
+class BuilderFlag(enum.IntEnum):  # only flags TensorRT 10 and TensorRT-RTX both have
     TF32 = 7
     VERSION_COMPATIBLE = 15
+
+
+class ExecutionContextAllocationStrategy(enum.IntEnum):
+    STATIC = 0
+    ON_PROFILE_CHANGE = 1
+    USER_MANAGED = 2
 
 
 class NetworkDefinitionCreationFlag(enum.IntEnum):
@@ -269,9 +273,22 @@ class Engine:
     def get_tensor_profile_shape(self, name: str, profile: int) -> list:
         return [tuple(s) for s in self.header["profile"][name]]
 
-    def create_execution_context(self) -> "ExecutionContext":
+    @property
+    def device_memory_size_v2(self) -> int:
+        """Activation memory one context needs (a fixed size in the double)."""
+        return 1 << 20
+
+    def create_execution_context(self, strategy=ExecutionContextAllocationStrategy.STATIC) -> "ExecutionContext":
+        """STATIC contexts allocate their own activation memory (counted in ``gpu.counts["context_memory"]``);
+        USER_MANAGED ones need :meth:`ExecutionContext.set_device_memory` before they run."""
         self.contexts += 1
-        return ExecutionContext(self)
+        strategy = ExecutionContextAllocationStrategy(int(strategy))
+        ctx = ExecutionContext(self)
+        if strategy == ExecutionContextAllocationStrategy.USER_MANAGED:
+            ctx.scratch = None
+        else:
+            self.gpu.counts["context_memory"] = self.gpu.counts.get("context_memory", 0) + self.device_memory_size_v2
+        return ctx
 
 
 class ExecutionContext:
@@ -279,6 +296,7 @@ class ExecutionContext:
         self.engine, self.gpu = engine, engine.gpu
         self.shapes: dict[str, tuple] = {}
         self.addresses: dict[str, int] = {}
+        self.scratch: tuple[int, int] | None = (0, 0)  # (address, size) of user-managed memory; (0, 0): own
         self.epoch = 0  # bumped by every shape change
         self.eager_needed = True  # TensorRT needs one enqueue outside capture after a shape change
 
@@ -323,6 +341,15 @@ class ExecutionContext:
             return static  # -1 where dynamic: unknown until every input shape is set
         return tuple(dims[s] if isinstance(s, str) else s for s in self.engine.symbolic[name])
 
+    def set_device_memory(self, memory: int, size: int) -> None:
+        if self.scratch == (0, 0):
+            raise ContractError("set_device_memory on a context that allocates its own memory")
+        if size < self.engine.device_memory_size_v2 or int(memory) % 256:
+            raise ContractError(f"set_device_memory: {size} bytes at 0x{int(memory):x}; need "
+                                f"{self.engine.device_memory_size_v2} bytes, 256-byte aligned")
+        self.gpu.span(int(memory), int(size), "set_device_memory")
+        self.scratch = (int(memory), int(size))
+
     def set_tensor_address(self, name: str, ptr: int) -> bool:
         self.engine._entry(name)
         self.addresses[name] = int(ptr)
@@ -330,6 +357,8 @@ class ExecutionContext:
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         stream = self.gpu.stream(stream_handle)
+        if self.scratch is None:
+            raise ContractError("execute_async_v3 on a USER_MANAGED context before set_device_memory")
         if self._dims() is None:
             raise ContractError("execute_async_v3 before every input shape is set (or with inconsistent shapes)")
         shapes = {n: self.get_tensor_shape(n) for n in self._inputs + self._outputs}
@@ -346,9 +375,13 @@ class ExecutionContext:
             self.eager_needed = False
         addresses, epoch, gpu, session = dict(self.addresses), self.epoch, self.gpu, self.engine.session
 
+        scratch = self.scratch
+
         def op():
             gpu.counts["execute"] += 1
             feed = {n: gpu.read(addresses[n], shapes[n], np.float32) for n in self._inputs}
+            if scratch[1]:  # activations overwrite the user-managed memory while the engine runs
+                gpu.write(scratch[0], np.full(scratch[1], 0xA5, np.uint8))
             for name, value in zip(self._outputs, session.run(self._outputs, feed)):
                 gpu.write(addresses[name], value.astype(np.float32))
 
@@ -370,6 +403,7 @@ def make_tensorrt(gpu: Gpu, name: str = "tensorrt", version: str = "10.3.0") -> 
         pass
     _Runtime.gpu = gpu
     for obj in (DataType, TensorIOMode, BuilderFlag, NetworkDefinitionCreationFlag, MemoryPoolType, ILogger,
+                ExecutionContextAllocationStrategy,
                 Logger, Builder, OnnxParser, nptype):
         setattr(mod, obj.__name__, obj)
     mod.Runtime = _Runtime

@@ -122,3 +122,24 @@ def pair(root: Path, stem: str = "img", h: int = 48, w: int = 64, seed: int = 0,
     img, mask = photo(h, w, seed), box_mask(h, w)
     ip, mp = save(root / f"{stem}{image_suffix}", img), save(root / f"{stem}_mask.png", mask)
     return ip, mp, img, mask
+
+
+PEAK_CHILD = (
+    "import atexit, sys\n"
+    "def _hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('VmHWM_KB', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(_hwm)\n"
+    "from ec_runtime.cli import main\n"
+    "main(sys.argv[1:], prog_name='ec-inpaint')\n"
+)
+
+
+def peak_rss_of_inpaint(args: list, cwd: Path | None = None,
+                        timeout: float = 600) -> tuple[int, subprocess.CompletedProcess]:
+    """Run ``ec-inpaint ARGS`` in a fresh process; returns (peak RSS in bytes, the process). Linux only."""
+    proc = run_process(["-c", PEAK_CHILD, *args], cwd=cwd, timeout=timeout)
+    kb = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("VmHWM_KB")]
+    assert kb, proc.stderr[-2000:]
+    return kb[-1] * 1024, proc

@@ -97,7 +97,8 @@ def _forms(mask: np.ndarray) -> dict[str, np.ndarray]:
     return {"bool": mask, "u8-0-255": u8 * 255, "u8-0-1": u8, "u16-0-65535": u8.astype(np.uint16) * 65535,
             "u16-0-1": u8.astype(np.uint16), "i64-0-255": u8.astype(np.int64) * 255, "f32-0-1": mask.astype(np.float32),
             "f64-0-1": mask.astype(np.float64), "hw1": (u8 * 255)[..., None], "rgb": np.dstack([u8 * 255] * 3),
-            "rgba": np.dstack([u8 * 255] * 3 + [np.full_like(u8, 255)]), "red-on-black": np.dstack([u8 * 255, 0 * u8, 0 * u8])}
+            "rgba": np.dstack([u8 * 255] * 3 + [np.full_like(u8, 255)]),
+            "red-on-black": np.dstack([u8 * 255, 0 * u8, 0 * u8])}
 
 
 @pytest.mark.parametrize("form", list(_forms(box_mask())))
@@ -243,3 +244,28 @@ def test_cli_numeric_and_choice_options(tmp_path, demo_export, args, words):
     text = inpaint_cli([tmp_path / "a.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png",
                         "--model", demo_export, *args], code=2)
     assert words in text and snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("name,image,mask,words", [
+    ("3d", np.zeros((3, 32, 32), np.float32), np.zeros((1, 1, 32, 32), np.float32), "(N,3,H,W)"),
+    ("channels", np.zeros((1, 4, 32, 32), np.float32), np.zeros((1, 1, 32, 32), np.float32), "(N,3,H,W)"),
+    ("mismatch", np.zeros((1, 3, 32, 32), np.float32), np.zeros((1, 1, 32, 36), np.float32), "does not match"),
+    ("tiny", np.zeros((1, 3, 8, 8), np.float32), np.zeros((1, 1, 8, 8), np.float32), "16"),
+    ("nan", np.full((1, 3, 32, 32), np.nan, np.float32), np.zeros((1, 1, 32, 32), np.float32), "finite"),
+    ("0-255", np.full((1, 3, 32, 32), 200, np.float32), np.zeros((1, 1, 32, 32), np.float32), "[0, 1]"),
+    ("mask-255", np.zeros((1, 3, 32, 32), np.float32), np.full((1, 1, 32, 32), 255, np.float32), "[0, 1]"),
+])
+def test_model_space_run_validates_its_arrays(painter, name, image, mask, words):
+    with pytest.raises(InputError) as err:
+        painter.run(image, mask)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("form", ["hw", "hw1", "hw2", "hw3", "list"])
+def test_hole_mask_never_changes_the_callers_array(form):
+    m8 = box_mask().astype(np.uint8) * 200
+    given = {"hw": m8, "hw1": m8[..., None], "hw2": np.dstack([m8, m8]), "hw3": np.dstack([m8] * 3),
+             "list": m8.tolist()}[form]
+    before = np.array(given, copy=True)
+    assert np.array_equal(hole_mask(given), box_mask())
+    assert np.array_equal(np.asarray(given), before)

@@ -23,6 +23,7 @@ SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 sys.path.insert(0, str(ROOT / "scripts"))
 gpu_check = importlib.import_module("gpu_check")
 gpu_check_trt = importlib.import_module("gpu_check_trt")
+gpu_check_runs = importlib.import_module("gpu_check_runs")
 
 
 def _run(*args, **kw):
@@ -154,7 +155,7 @@ def test_pytest_xml_outcomes_and_missing_packages(tmp_path):
     xml = tmp_path / "r.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors",
                     f"--junitxml={xml}", str(tmp_path)], capture_output=True, timeout=120, cwd=tmp_path)
-    outcome, missing = gpu_check_trt.junit_outcomes(xml)
+    outcome, missing = gpu_check_runs.junit_outcomes(xml)
     assert sorted(outcome.values()) == ["failed", "passed", "skipped: no pycuda"]
     assert list(missing.values()) == ["no module not_a_real_package"]
 
@@ -166,4 +167,20 @@ def test_bench_table_joins_graph_off_and_on_runs():
 
     runs = {("demo", False): {"rows": [row("onnxruntime", "fp32", 40.0), row("tensorrt", "fp32", 2.0)]},
             ("demo", True): {"rows": [row("tensorrt", "fp32", 1.6)]}}
-    assert gpu_check_trt.bench_table(runs) == ["| demo | fp32 | 256² | 1 | 40.00 | 2.00 | 1.60 | 1.25x | 625.0 |"]
+    assert gpu_check_runs.bench_table(runs) == ["| demo | fp32 | 256² | 1 | 40.00 | 2.00 | 1.60 | 1.25x | 625.0 |"]
+
+
+def test_ctrl_c_stops_with_the_report_so_far(tmp_path, monkeypatch, capsys):
+    def fine(ctx):
+        return {"figures": {"ok": 1}}
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    checks = [gpu_check.Check("first", "first", fine), gpu_check.Check("second", "second", interrupted)]
+    monkeypatch.setattr(gpu_check, "CHECKS", checks)
+    monkeypatch.setattr(gpu_check, "NAMES", ["first", "second"])
+    assert gpu_check.main(["--out", str(tmp_path / "r")]) == 130
+    assert "interrupted during second" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r" / "gpu-check.json").read_text())
+    assert [c["name"] for c in report["checks"]] == ["first"] and report["summary"]["passed"] == 1

@@ -21,6 +21,7 @@ from tests.ec_runtime.trt_double import install
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 gpu_check_cuda = importlib.import_module("gpu_check_cuda")
 gpu_check_trt = importlib.import_module("gpu_check_trt")
+gpu_check_runs = importlib.import_module("gpu_check_runs")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def tiny_export(tmp_path_factory):
 @pytest.mark.slow
 def test_engine_inpainter_and_bench_checks_pass_on_the_double(tiny_export, tmp_path, monkeypatch):
     gpu, _ = install(monkeypatch)
-    monkeypatch.setattr(gpu_check_trt, "QUICK_BENCH", ("64", "1", "2", "1"))  # the double is slow
+    monkeypatch.setattr(gpu_check_runs, "QUICK_BENCH", ("64", "1", "2", "1"))  # the double is slow
     export = tmp_path / "tiny"
     shutil.copytree(tiny_export, export)
     ctx = gpu_check_cuda.Context(out=tmp_path / "report", quick=True, exports_given=[export])
@@ -53,7 +54,7 @@ def test_engine_inpainter_and_bench_checks_pass_on_the_double(tiny_export, tmp_p
     assert painted["figures"]["cases"] == 2 * (3 + 4)  # 2 precisions x (graphs off: 3 cases, on: A, B, C, A)
     assert gpu.counts["capture"] > 0 and gpu.counts["replay"] > 0
 
-    bench = gpu_check_trt.check_bench(ctx)
+    bench = gpu_check_runs.check_bench(ctx)
     assert bench["failures"] == [], bench["failures"]
     table = [r for r in bench["details"] if r.startswith("| tiny |")]
     assert [r.split(" | ")[1] for r in table] == ["fp32", "fp16"] and all("x |" in r for r in table)
