@@ -109,7 +109,7 @@ def _write(write, *args, path: Path) -> None:
               help=f"batch sizes (1-{MAX_BENCH_BATCH})")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=1), help="warm-up calls per case")
 @click.option("--iters", default=6, show_default=True, type=click.IntRange(min=1), help="timed calls per case")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="intra-op threads (default: all cores)")
+@click.option("--threads", default=None, type=click.IntRange(1, 1024), help="intra-op threads, 1-1024 (default: all cores)")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT rows capture a CUDA graph per shape and replay it")
 @click.option("--with", "more_exports", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="another export directory timed in the same interleaved run, each against its own torch "
@@ -195,7 +195,7 @@ def main(export_dir, backends, precisions, sizes, batches, warmup, iters, thread
 @click.option("--masks-per-bin", default=3, show_default=True, type=click.IntRange(1, 1000),
               help="free-form holes per image in each hole-ratio bin (10-20, 20-30, 30-40, 40-50%)")
 @click.option("--precisions", default="fp32,fp16,int8", show_default=True, callback=_csv(str, ("fp32", "fp16", "int8")))
-@click.option("--threads", default=None, type=click.IntRange(min=1))
+@click.option("--threads", default=None, type=click.IntRange(1, 1024), help="intra-op threads, 1-1024 (default: all cores)")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--json", "json_path", default="ec-eval/quality.json", show_default=True, type=click.Path(path_type=Path))
 @click.option("--markdown", "md_path", default="ec-eval/quality.md", show_default=True, type=click.Path(path_type=Path))

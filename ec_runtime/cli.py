@@ -46,7 +46,9 @@ def _default_model_dir() -> str:
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV}, else ./export, else the bundled demo model].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8 runs the export's *.int8_cpu.onnx (U8S8) on ONNX Runtime's CPU provider, "
+                   "*.int8.onnx (S8S8) on TensorRT and ORT's GPU providers")
 @click.option("--strategy", type=click.Choice(["original", "resize", "crop"]), default=None,
               help="How images larger than --max-side are handled [default: crop, chosen by measurement].")
 @click.option("--max-side", type=click.IntRange(16), default=512, show_default=True,
@@ -77,6 +79,9 @@ def main(input_path, mask_path, output, overwrite, model_dir, backend, precision
     ec-inpaint photos/ --mask masks/ -o out/ --model export --save-edges
     ec-inpaint photos/ --mask masks/ -o out/ --server http://127.0.0.1:8000   (models on ec-serve)
     """
+    # unreadable files are reported in our words: OpenCV's own log lines are noise here (this
+    # variable only works before cv2 is first imported; imageio.quiet_opencv covers the rest)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     from ec_runtime.errors import EcRuntimeError
     from ec_runtime.jobs import check_output_dir, plan_jobs
     from ec_runtime.pipeline import Inpainter

@@ -5,7 +5,9 @@ differ only above it.
 
 * ``original``: run the models on the whole image at full resolution.
 * ``resize``: shrink the image so its long side is ``max_side``, inpaint, upscale, and paste
-  only the hole pixels into the full-resolution image.
+  only the hole pixels into the full-resolution image. Above ``COARSE_ABOVE`` pixels only the
+  window around the holes is upscaled (same pixel-centre mapping, within one level of a full
+  ``cv2.resize``), so no full-size upscaled copy is made.
 * ``crop``: for each connected hole region, cut a box around it grown by ``margin`` pixels
   (overlapping boxes are merged), inpaint each box (resized if it is still larger than
   ``max_side``) and paste its hole pixels back. Work scales with the holes, not the image.
@@ -72,10 +74,24 @@ def inpaint_resize(paint: PaintOne, image: np.ndarray, mask: np.ndarray, want_ed
     # any source hole pixel makes its small pixel a hole, so no hole pixel is pasted from known data
     small_mask = cv2.resize(np.ascontiguousarray(mask).view(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
     painted, edges = paint(small, small_mask, want_edges)
-    up = cv2.resize(painted, (w, h), interpolation=cv2.INTER_CUBIC)
     if edges is not None:
         edges = cv2.resize(edges.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return _paste(image, mask, up, out), edges
+    if h * w <= COARSE_ABOVE:
+        return _paste(image, mask, cv2.resize(painted, (w, h), interpolation=cv2.INTER_CUBIC), out), edges
+    # a large image: upscale only the window around the hole (a full-size upscaled copy would double
+    # the memory), with the same pixel-centre mapping as cv2.resize
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    fy, fx = sh / h, sw / w
+    warp = np.array([[fx, 0, (x0 + 0.5) * fx - 0.5], [0, fy, (y0 + 0.5) * fy - 0.5]])
+    window = cv2.warpAffine(painted, warp, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    if out is None:
+        out = image.copy()
+    elif out is not image:
+        np.copyto(out, image)
+    np.copyto(out[y0:y1, x0:x1], window, where=mask[y0:y1, x0:x1, None])
+    return out, edges
 
 
 def _exact_components(mask: np.ndarray) -> list[tuple[int, int, int, int]]:

@@ -43,7 +43,7 @@ _FIELDS = ("data", "val", "masks", "mask_kind", "mask_invert", "out", "size", "b
 @click.option("--l1-weight", "l1_weight", type=float, help="Inpaint L1 loss weight (L1_LOSS_WEIGHT).  [default: 1]")
 @click.option("--adv-weight", "inpaint_adv_weight", type=float,
               help="Inpaint adversarial loss weight (INPAINT_ADV_LOSS_WEIGHT); 0 trains the inpaint stage on "
-                   "reconstruction alone and skips its discriminator (about twice as fast).  [default: 0.1]")
+                   "reconstruction alone and neither runs nor updates its discriminator.  [default: 0.1]")
 @click.option("--fm-weight", "fm_weight", type=float,
               help="Edge feature-matching loss weight (FM_LOSS_WEIGHT).  [default: 10]")
 @click.option("--vgg-weights", help="torchvision's vgg19-dcbc0b5d.pth (default: $TORCH_HOME/hub/checkpoints/), "

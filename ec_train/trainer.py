@@ -75,7 +75,7 @@ class Trainer:
                 model = model.to(memory_format=torch.channels_last)
             self.models[key] = model
         # With --adv-weight 0 the inpaint stage trains on reconstruction alone: its discriminator
-        # would not affect the generator, so it is neither run nor updated (about half the step time).
+        # would not affect the generator, so it is neither run nor updated.
         inpaint_parts = [IG, ID] if cfg.inpaint_adv_weight > 0 else [IG]
         self.trained = ([EG, ED] if cfg.trains_edge else []) + (inpaint_parts if cfg.trains_inpaint else [])
         for key, model in self.models.items():

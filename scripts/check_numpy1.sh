@@ -58,7 +58,8 @@ PY
 
 echo "== runtime tests that need no torch"
 "$bin/python" -m pytest -q -p no:cacheprovider tests/ec_runtime/test_imageio.py tests/ec_runtime/test_strategies.py \
-    tests/ec_runtime/test_tensorrt_support.py tests/ec_runtime/test_cuda_graphs.py tests/ec_runtime/test_python310.py
+    tests/ec_runtime/test_tensorrt_support.py tests/ec_runtime/test_cuda_graphs.py tests/ec_runtime/test_python310.py \
+    tests/hostile/test_inpaint_inputs.py tests/hostile/test_inpaint_outputs.py
 
 echo "== ec-inpaint with the bundled demo model"
 if [ "${1:-}" = "--inpaint" ]; then

@@ -111,7 +111,7 @@ BENCH_BAD_OPTIONS = [
     (["--batch", "0"], "--batch"), (["--batch", "-1"], "--batch"), (["--batch", "x"], "--batch"),
     (["--batch", "100000"], "--batch"),
     (["--iters", "0"], "--iters"), (["--warmup", "0"], "--warmup"), (["--iters", "1.5"], "--iters"),
-    (["--threads", "0"], "--threads"), (["--backends", "cuda"], "--backends"),
+    (["--threads", "0"], "--threads"), (["--threads", "100000"], "--threads"), (["--backends", "cuda"], "--backends"),
     (["--precisions", "fp64"], "--precisions"), (["--precisions", ""], "--precisions"),
 ]
 
@@ -127,7 +127,7 @@ EVAL_BAD_OPTIONS = [
     (["--size", "15"], "--size"), (["--size", "abc"], "--size"), (["--size", "0"], "--size"),
     (["--size", "99999"], "--size"),
     (["--masks-per-bin", "0"], "--masks-per-bin"), (["--seed", "-1"], "--seed"), (["--seed", "x"], "--seed"),
-    (["--threads", "0"], "--threads"), (["--precisions", "bf16"], "--precisions"),
+    (["--threads", "0"], "--threads"), (["--threads", "100000"], "--threads"), (["--precisions", "bf16"], "--precisions"),
 ]
 
 

@@ -169,3 +169,22 @@ def test_every_hint_names_a_command_that_exists(tmp_path, demo_export):
         help_text = CliRunner().invoke(export_main, target).output
         for opt in options:
             assert opt in help_text, f"{cmd}: {opt} is not an option of ec-export {target[0]}"
+
+
+def test_install_and_command_hints_in_the_runtime_name_real_extras_and_commands():
+    """Every `pip install ec-deploy[X]` in ec_runtime names an extra of pyproject.toml, and every
+    back-quoted `ec-...` command is a console script the package installs."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras, scripts = set(project["optional-dependencies"]), set(project["scripts"])
+    source = "\n".join(p.read_text() for p in (root / "ec_runtime").glob("*.py"))
+    named_extras = re.findall(r"pip install ec-deploy\[([a-z,]+)\]", source)
+    named_commands = re.findall(r"`(ec-[a-z]+)[ `]", source)
+    assert named_extras and named_commands
+    for group in named_extras:
+        assert set(group.split(",")) <= extras, group
+    assert set(named_commands) <= scripts, set(named_commands) - scripts

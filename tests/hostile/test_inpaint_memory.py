@@ -152,12 +152,13 @@ def test_oriented_tiff_is_read_upright(tmp_path):
 @pytest.mark.parametrize("where", ["read", "prepare", "write"])
 def test_memory_errors_anywhere_fail_only_their_image(tmp_path, demo_export, monkeypatch, where):
     import ec_runtime.imageio as imageio
+    import ec_runtime.imagewrite as imagewrite
     import ec_runtime.pipeline as pipeline
 
     for stem in "ab":
         save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
     save(tmp_path / "m.png", box_mask())
-    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imageio, "_encode")}
+    target = {"read": (imageio, "read_image"), "prepare": (pipeline, "to_rgb_uint8"), "write": (imagewrite, "_encode")}
     module, name = target[where]
     real = getattr(module, name)
 
@@ -173,3 +174,27 @@ def test_memory_errors_anywhere_fail_only_their_image(tmp_path, demo_export, mon
                        code=1)
     assert "1/2" in text and "not enough memory" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+
+
+def test_windowed_resize_upscale_matches_the_full_one(monkeypatch):
+    """Above COARSE_ABOVE pixels the resize strategy upscales only the hole's window (no full-size copy);
+    its pixels stay within one level of a full cv2.resize."""
+    def paint(image, mask, want_edges):
+        out = image.copy()
+        yy, xx = np.mgrid[0:mask.shape[0], 0:mask.shape[1]]
+        out[mask] = ((yy * 3 + xx * 5) % 256).astype(np.uint8)[mask][:, None]
+        return out, None
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2100, 2000, 3), dtype=np.uint8)
+    mask = np.zeros((2100, 2000), bool)
+    mask[700:1100, 300:900] = True
+    mask[1500:1510, 1800:2000] = True
+    windowed, _ = strategies.inpaint_resize(paint, img, mask, False, 512)
+    work = img.copy()
+    inplace, _ = strategies.inpaint_resize(paint, work, mask, False, 512, out=work)
+    monkeypatch.setattr(strategies, "COARSE_ABOVE", 10 ** 12)
+    full, _ = strategies.inpaint_resize(paint, img, mask, False, 512)
+    assert np.abs(windowed.astype(int) - full.astype(int)).max() <= 1
+    assert inplace is work and np.array_equal(inplace, windowed)
+    assert np.array_equal(windowed[~mask], img[~mask])

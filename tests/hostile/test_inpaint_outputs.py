@@ -147,9 +147,9 @@ def test_an_interrupted_run_leaves_whole_files_and_no_temporaries(tmp_path, demo
     for stem in "abc":
         save(tmp_path / "in" / f"{stem}.png", photo(seed=ord(stem)))
     save(tmp_path / "m.png", box_mask())
-    import ec_runtime.imageio as imageio
+    import ec_runtime.imagewrite as imagewrite
 
-    real, calls = imageio._encode, []
+    real, calls = imagewrite._encode, []
 
     def encode_then_stop(path, image, tmp):
         calls.append(path)
@@ -157,7 +157,7 @@ def test_an_interrupted_run_leaves_whole_files_and_no_temporaries(tmp_path, demo
             raise KeyboardInterrupt
         return real(path, image, tmp)
 
-    monkeypatch.setattr(imageio, "_encode", encode_then_stop)
+    monkeypatch.setattr(imagewrite, "_encode", encode_then_stop)
     inpaint_cli([tmp_path / "in", "--mask", tmp_path / "m.png", "-o", tmp_path / "out", "--model", demo_export],
                 code=1)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
@@ -372,3 +372,18 @@ def test_write_image_without_overwrite_never_replaces(tmp_path):
     assert (tmp_path / "o.png").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(OutputError, match="cannot write"):
         write_image(tmp_path / "o.png" / "x.png", photo())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any directory")
+def test_unlistable_input_and_mask_directories(tmp_path, demo_export):
+    save(tmp_path / "in" / "a.png", photo())
+    save(tmp_path / "masks" / "a.png", box_mask())
+    for locked in ("in", "masks"):
+        (tmp_path / locked).chmod(0o300)  # writable and enterable, not listable
+        try:
+            text = inpaint_cli([tmp_path / "in", "--mask", tmp_path / "masks", "-o", tmp_path / "out",
+                                "--model", demo_export], code=2)  # click's own readability check
+            assert "not readable" in text
+        finally:
+            (tmp_path / locked).chmod(0o755)
+    assert not (tmp_path / "out").exists()
