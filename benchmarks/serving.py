@@ -121,6 +121,20 @@ def server_counters(metrics_url: str | None) -> dict[tuple[str, str], float] | N
             if m in STAT_METRICS and model in STAT_MODELS}
 
 
+def settled_counters(metrics_url: str | None, before: dict | None, requests: int, wait_s: float = 10.0):
+    """The counters once the ensemble's success count has grown by ``requests``: Triton updates its
+    statistics just after sending a response, so a scrape right after the last answer can lag."""
+    after = server_counters(metrics_url)
+    if after is None or before is None:
+        return after
+    key = ("request_success", "edgeconnect")
+    deadline = time.monotonic() + wait_s
+    while after.get(key, 0) - before.get(key, 0) < requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = server_counters(metrics_url)
+    return after
+
+
 def breakdown(delta: dict[tuple[str, str], float]) -> dict:
     """Per-request server times (ms) from counter deltas: the ensemble's request duration, and for each
     stage its queueing, its compute (the python backend's execute: ONNX Runtime and the stub's copies)
@@ -170,7 +184,7 @@ def measure(local, remote, metrics_url, sizes, concurrencies, requests, rounds, 
                 for mode, painter in (order if r % 2 == 0 else order[::-1]):
                     before = server_counters(metrics_url) if mode == "triton" else None
                     lat, wall = run_chunk(painter, image, mask, conc, per_round)
-                    after = server_counters(metrics_url) if mode == "triton" else None
+                    after = settled_counters(metrics_url, before, len(lat)) if mode == "triton" else None
                     a = acc[mode]
                     a["lat"] += lat
                     a["wall"] += wall
