@@ -153,7 +153,10 @@ def test_int8_cpu_is_u8s8_qdq_on_conv_only(lite):
                 assert producers[node.input[0]].op_type != "DequantizeLinear"
                 assert producers.get(node.input[1]) is None
             if node.op_type == "Conv" and not node.name.startswith("/canny/"):
-                weight = producers[node.input[1]]
+                weight = producers.get(node.input[1])
+                if weight is None:  # float: only the generators' narrow output convs (1 or 3 channels)
+                    assert inits[node.input[1]].shape[0] <= 4, node.name
+                    continue
                 assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].dtype == np.int8
                 assert inits[weight.input[1]].size == inits[weight.input[0]].shape[0]  # per output channel
     drift = info["accuracy"]["int8_cpu"]
