@@ -121,6 +121,20 @@ def server_counters(metrics_url: str | None) -> dict[tuple[str, str], float] | N
             if m in STAT_METRICS and model in STAT_MODELS}
 
 
+def settled_counters(metrics_url: str | None, before: dict | None, requests: int, wait_s: float = 10.0):
+    """The counters once the ensemble's success count has grown by ``requests``: Triton updates its
+    statistics just after sending a response, so a scrape right after the last answer can lag."""
+    after = server_counters(metrics_url)
+    if after is None or before is None:
+        return after
+    key = ("request_success", "edgeconnect")
+    deadline = time.monotonic() + wait_s
+    while after.get(key, 0) - before.get(key, 0) < requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = server_counters(metrics_url)
+    return after
+
+
 def breakdown(delta: dict[tuple[str, str], float]) -> dict:
     """Per-request server times (ms) from counter deltas: the ensemble's request duration, and for each
     stage its queueing, its compute (the python backend's execute: ONNX Runtime and the stub's copies)
@@ -170,7 +184,7 @@ def measure(local, remote, metrics_url, sizes, concurrencies, requests, rounds, 
                 for mode, painter in (order if r % 2 == 0 else order[::-1]):
                     before = server_counters(metrics_url) if mode == "triton" else None
                     lat, wall = run_chunk(painter, image, mask, conc, per_round)
-                    after = server_counters(metrics_url) if mode == "triton" else None
+                    after = settled_counters(metrics_url, before, len(lat)) if mode == "triton" else None
                     a = acc[mode]
                     a["lat"] += lat
                     a["wall"] += wall
@@ -219,6 +233,7 @@ def markdown(result: dict) -> str:
     lines = ["# Serving benchmark: Triton (python backend) vs in-process", "",
              environment_markdown(result["environment"]), "",
              f"Export: `{result['export']}`; protocol {result['protocol']}; server: {result['server']}; "
+             f"in-process ONNX Runtime threads: {result.get('local_threads', 'default')}; "
              f"{result['rounds']} interleaved rounds. Latency is per request at the client (ms); "
              "throughput is requests / wall time. Machine load average (1/5/15 min) at the start "
              f"{_load(result, 'start')}, at the end {_load(result, 'end')}: other work shared the cores, "
@@ -268,6 +283,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--queue-delay-us", type=int, default=1000)
+    parser.add_argument("--local-threads", type=int, default=0,
+                        help="ONNX Runtime threads of the in-process Inpainter (0: its default, one per core)")
     parser.add_argument("--server-threads", type=int, default=0,
                         help="ONNX Runtime threads per stage on the server (0: its default, one per core)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "serving.json"))
@@ -292,7 +309,7 @@ def main(argv=None) -> None:
                    f"max_batch {args.max_batch}, queue delay {args.queue_delay_us} µs, "
                    f"ONNX Runtime threads per stage {args.server_threads or 'default'}")
         try:
-            with Inpainter.from_dir(args.export, backend="onnxruntime") as local, \
+            with Inpainter.from_dir(args.export, backend="onnxruntime", threads=args.local_threads or None) as local, \
                     Inpainter.from_server(url, protocol=args.protocol, timeout=600) as remote:
                 rows = measure(local, remote, metrics, sizes, concurrencies, args.requests, args.rounds,
                                progress=lambda s: print(s, file=sys.stderr, flush=True))
@@ -300,7 +317,7 @@ def main(argv=None) -> None:
             if server is not None:
                 server.stop()
     result = {"environment": environment(), "export": os.path.relpath(args.export, ROOT), "protocol": args.protocol,
-              "server": how, "rounds": args.rounds, "rows": rows, "comparison": compare(rows),
+              "server": how, "local_threads": args.local_threads or "default", "rounds": args.rounds, "rows": rows, "comparison": compare(rows),
               "load_average": {"start": list(load_start), "end": list(os.getloadavg())}}
     Path(args.json).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     Path(args.markdown).write_text(markdown(result))

@@ -61,25 +61,26 @@ def _finite(ctx, param, value):
 
 
 class _Interrupted(BaseException):
-    """SIGTERM during an export: unwinds like Ctrl-C so the staging folder is removed."""
+    """SIGTERM or SIGINT during an export: unwinds like Ctrl-C so the staging folder is removed."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
 
 
-def _stop_on_sigterm():
-    """Make SIGTERM unwind the export (staging removed); returns the previous handler."""
+def _stop_on_signals() -> dict:
+    """Make SIGTERM and SIGINT unwind the export (staging removed), also where a background shell
+    started us with SIGINT ignored. Returns the previous handlers."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def handler(signum, frame):
         raise _Interrupted(signum)
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _shapes(text: str):
@@ -148,7 +149,7 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
         engine = {"shapes": _shapes(shapes), "workspace_mb": workspace, "timing_cache": timing_cache,
                   "version_compatible": version_compatible, "tf32": tf32}
     precisions = ("fp32",) + (("fp16",) if fp16 else ()) + (("int8",) if int8 else ())
-    previous = _stop_on_sigterm()
+    previous = _stop_on_signals()
     try:
         from ec_export.outdir import ExportOutput, planned_files
 
@@ -169,8 +170,8 @@ def export_cmd(checkpoints, output, fp16, int8, calib, calib_method, calib_size,
         click.echo(f"\nec-export: interrupted ({signal.Signals(signum).name}); {output} was left as it was", err=True)
         raise SystemExit(128 + signum) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     files = [name for per in info["models"].values() for name in per.values()]
     click.echo(f"wrote {len(files)} ONNX files to {output}: {', '.join(files)}")
     for precision in ("fp16", "int8", "int8_cpu"):

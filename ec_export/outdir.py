@@ -149,7 +149,7 @@ class ExportOutput:
                 return []
         old_own = own_files(self.dir)
         written = sorted(p.name for p in staging.iterdir())
-        self.check_written(written)
+        self.check_written(written, old_own)
         for name in sorted(written, key=lambda n: n == MANIFEST):  # the manifest goes last
             _move(staging / name, self.dir / name)
         stale = sorted(old_own - set(written))
@@ -160,10 +160,15 @@ class ExportOutput:
         self.abort()
         return stale
 
-    def check_written(self, written: list[str]) -> None:
+    def check_written(self, written: list[str], own: set[str]) -> None:
+        """Before anything moves: a written name the plan missed must not land on a file of the user's."""
         unplanned = sorted(set(written) - self.planned)
-        if unplanned:  # a programming error: the clash check did not cover these names
-            raise ExportError(f"internal error: the export wrote unplanned files {', '.join(unplanned)}")
+        foreign = [n for n in unplanned if ((self.dir / n).exists() or (self.dir / n).is_symlink())
+                   and (n not in own or not (self.dir / n).is_file())]
+        if foreign:
+            raise ExportError(f"{self.dir} already holds {', '.join(foreign)}, which no earlier export there wrote; "
+                              "move it away or choose another --output folder (ec-export never overwrites "
+                              "files it did not write)")
 
     def abort(self) -> None:
         """Remove the staging folder (after a failure or an interrupt)."""

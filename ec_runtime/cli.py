@@ -46,7 +46,9 @@ def _default_model_dir() -> str:
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help=f"Export directory made by ec-export [default: ${DEFAULT_MODEL_ENV}, else ./export, else the bundled demo model].")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="int8 runs the export's *.int8_cpu.onnx (U8S8) on ONNX Runtime's CPU provider, "
+                   "*.int8.onnx (S8S8) on TensorRT and ORT's GPU providers")
 @click.option("--strategy", type=click.Choice(["original", "resize", "crop"]), default=None,
               help="How images larger than --max-side are handled [default: crop, chosen by measurement].")
 @click.option("--max-side", type=click.IntRange(16), default=512, show_default=True,

@@ -47,9 +47,16 @@ def _listing(paths, more_than: int = SHOWN) -> str:
     return head + (f" and {len(paths) - more_than} more" if len(paths) > more_than else "")
 
 
+def _listed(directory: Path, what: str) -> list[Path]:
+    try:
+        return list_images(directory)
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot list the {what} directory ({exc.strerror or exc})") from None
+
+
 def _masks_by_stem(mask_dir: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
-    for p in list_images(mask_dir):
+    for p in _listed(mask_dir, "mask"):
         found.setdefault(p.stem, []).append(p)
     return found
 
@@ -68,7 +75,7 @@ def _pairs(input_path: Path, mask_path: Path) -> list[tuple[Path, Path]]:
         if mask_path.is_dir() and _key(mask_path) == _key(input_path):
             raise InputError(f"{mask_path}: the mask directory is the input directory; keep masks in their own "
                              "directory (matched to images by file stem)")
-        images = [p for p in list_images(input_path) if not (mask_path.is_file() and p.samefile(mask_path))]
+        images = [p for p in _listed(input_path, "input") if not (mask_path.is_file() and p.samefile(mask_path))]
         if not images:
             raise InputError(f"{input_path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     if not mask_path.is_dir():

@@ -383,12 +383,14 @@ class Inpainter:
         strategies.check_strategy(name)
         given = image
         image, mask = self._prepare(image, mask, "image")
+        in_place = inplace and image is given and image.flags.writeable
         if not mask.any():
-            return (image.copy(), np.zeros(mask.shape, np.float32)) if return_edges else image.copy()
+            same = image if in_place else image.copy()
+            return (same, np.zeros(mask.shape, np.float32)) if return_edges else same
         try:
             painted, edges = strategies.apply(name, self._paint_one, image, mask, return_edges,
                                               max_side=self.max_side, margin=self.margin,
-                                              inplace=inplace and image is given and image.flags.writeable)
+                                              inplace=in_place)
         except MemoryError:
             h, w = mask.shape
             raise InputError(f"not enough memory to inpaint a {w}x{h} image with the {name!r} strategy "

@@ -99,8 +99,11 @@ def test_user_errors(train_checkpoint, tmp_path):
     assert not (tmp_path / "o").exists()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("x")
+    (tmp_path / "notes" / "edge.onnx").write_text("the user's own model")  # a name the export would write
     result = _invoke([train_checkpoint, "-o", tmp_path / "notes"])
-    assert result.exit_code != 0 and "not an earlier export" in result.output
+    assert result.exit_code != 0 and "never overwrites" in result.output and "edge.onnx" in result.output
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["edge.onnx", "keep.txt"]
+    assert (tmp_path / "notes" / "edge.onnx").read_text() == "the user's own model"
 
 
 @pytest.mark.trt

@@ -143,17 +143,43 @@ def test_int8_cpu_is_u8s8_qdq_on_conv_only(lite):
             source = producers.get(q.input[0])
             after = {c.op_type for dq in consumers[q.output[0]] for c in consumers[dq.output[0]]}
             assert (source is not None and source.op_type == "Conv") or after == {"Conv"}, (q.name, after)
+        ops = [n.op_type for n in model.graph.node]
+        # no int8 ConvTranspose kernel on ORT's CPU provider: the first of each generator became
+        # Conv + DepthToSpace (quantized); the full-resolution one stays a float ConvTranspose
+        generators = 1 + (kind == "pipeline")
+        assert ops.count("ConvTranspose") == ops.count("DepthToSpace") == generators
         for node in model.graph.node:
-            if node.op_type == "ConvTranspose":  # no int8 ConvTranspose kernel on ORT's CPU provider
+            if node.op_type == "ConvTranspose":
                 assert producers[node.input[0]].op_type != "DequantizeLinear"
                 assert producers.get(node.input[1]) is None
             if node.op_type == "Conv" and not node.name.startswith("/canny/"):
-                weight = producers[node.input[1]]
+                weight = producers.get(node.input[1])
+                if weight is None:  # float: only the generators' narrow output convs (1 or 3 channels)
+                    assert inits[node.input[1]].shape[0] <= 4, node.name
+                    continue
                 assert weight.op_type == "DequantizeLinear" and inits[weight.input[0]].dtype == np.int8
                 assert inits[weight.input[1]].size == inits[weight.input[0]].shape[0]  # per output channel
     drift = info["accuracy"]["int8_cpu"]
     assert set(drift["models"]) == {"edge", "inpaint", "pipeline"} and math.isfinite(drift["psnr_db"])
     assert drift["settings"]["activations"].startswith("uint8")
+
+
+def test_subpixel_convtranspose_is_the_same_function():
+    from ec_export.int8_cpu import subpixel_convtranspose
+
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(6, 5, 4, 2, 1)
+    x = torch.randn(2, 6, 9, 7)
+    import io
+
+    buf = io.BytesIO()
+    torch.onnx.export(layer, (x,), buf, input_names=["x"], output_names=["y"], dynamo=False, opset_version=17,
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}})
+    model, count = subpixel_convtranspose(onnx.load_from_string(buf.getvalue()))
+    assert count == 1 and [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(got - layer(x).numpy()).max() < 1e-5
 
 
 @pytest.mark.parametrize("part,wrapper,io,example_channels", [

@@ -372,3 +372,18 @@ def test_write_image_without_overwrite_never_replaces(tmp_path):
     assert (tmp_path / "o.png").read_bytes() == b"mine" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(OutputError, match="cannot write"):
         write_image(tmp_path / "o.png" / "x.png", photo())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists any directory")
+def test_unlistable_input_and_mask_directories(tmp_path, demo_export):
+    save(tmp_path / "in" / "a.png", photo())
+    save(tmp_path / "masks" / "a.png", box_mask())
+    for locked in ("in", "masks"):
+        (tmp_path / locked).chmod(0o300)  # writable and enterable, not listable
+        try:
+            text = inpaint_cli([tmp_path / "in", "--mask", tmp_path / "masks", "-o", tmp_path / "out",
+                                "--model", demo_export], code=2)  # click's own readability check
+            assert "not readable" in text
+        finally:
+            (tmp_path / locked).chmod(0o755)
+    assert not (tmp_path / "out").exists()

@@ -37,6 +37,7 @@ BAD_OPTIONS = [
     ("--workers", "-1"), ("--workers", "1000"), ("--seed", "-1"), ("--seed", str(2**40)),
     ("--save-every", "-1"), ("--keep-last", "0"), ("--keep-last", "-3"), ("--eval-every", "-5"),
     ("--sample-every", "-1"), ("--log-every", "-1"),
+    ("--adv-weight", "-1"), ("--l1-weight", "nan"), ("--fm-weight", "inf"),
 ]
 
 

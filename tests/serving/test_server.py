@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -85,7 +86,14 @@ def test_200_requests_at_concurrency_8_are_batched_without_errors(server, local)
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda _: painter.inpaint(image, mask), range(200)))
     assert all(np.array_equal(r, want) for r in results)  # zero errors, and every answer exact
-    after = _metrics(server)
+    deadline = time.monotonic() + 10  # Triton updates its counters just after answering
+    while True:
+        after = _metrics(server)
+        done = all(after[("nv_inference_count", m)] - before.get(("nv_inference_count", m), 0) >= 200
+                   for m in ("canny", "edge", "inpaint"))
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for model in ("canny", "edge", "inpaint"):
         count = after[("nv_inference_count", model)] - before.get(("nv_inference_count", model), 0)
         execs = after[("nv_inference_exec_count", model)] - before.get(("nv_inference_exec_count", model), 0)
