@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,17 +54,6 @@ def sample(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, mask.astype(bool)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class LocalServer:
     """ec-serve in the Triton venv on a python-backend repository of ``export``, on free loopback ports."""
 
@@ -79,7 +67,9 @@ class LocalServer:
         self.repo = workdir / "repo"
         write_repository(export, self.repo, backend="python", max_batch=max_batch, queue_delay_us=queue_delay_us,
                          threads=threads)
-        http, grpc, metrics = _free_ports(3)
+        from ec_runtime.serve import free_ports
+
+        http, grpc, metrics = free_ports(3)
         self.urls = {"http": f"http://127.0.0.1:{http}", "grpc": f"grpc://127.0.0.1:{grpc}"}
         self.metrics = f"http://127.0.0.1:{metrics}/metrics"
         cmd = [str(python), "-m", "ec_runtime.serve_cli", str(self.repo), "--http-port", str(http),

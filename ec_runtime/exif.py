@@ -43,25 +43,32 @@ def _from_tiff(block: bytes) -> int:
 Reader = Callable[[int, int], bytes]  # read(offset, size) -> at most size bytes
 
 
-def _jpeg_exif(read: Reader) -> bytes | None:
+def _jpeg_segments(read: Reader):
+    """(marker, offset, first 10 bytes) of each JPEG segment that has a length, up to the scan data."""
     pos = 2
     while True:
         head = read(pos, 10)
         if len(head) < 4 or head[0] != 0xFF:
-            return None
+            return
         marker = head[1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan: no metadata after this
-            return None
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            return
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
             pos += 2
             continue
-        (length,) = struct.unpack_from(">H", head, 2)
+        yield marker, pos, head
+        pos += 2 + struct.unpack_from(">H", head, 2)[0]
+
+
+def _jpeg_exif(read: Reader) -> bytes | None:
+    for marker, pos, head in _jpeg_segments(read):
         if marker == 0xE1 and head[4:10] == b"Exif\0\0":
+            (length,) = struct.unpack_from(">H", head, 2)
             return read(pos + 10, length - 8)
-        pos += 2 + length
+    return None
 
 
 def _png_exif(read: Reader) -> bytes | None:
@@ -140,27 +147,13 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _jpeg_size(read: Reader) -> tuple[int, int, int, int] | None:
-    pos = 2
-    while True:
-        head = read(pos, 10)
-        if len(head) < 4 or head[0] != 0xFF:
-            return None
-        marker = head[1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:
-            pos += 2
-            continue
-        if marker == 0xDA:
-            return None
-        (length,) = struct.unpack_from(">H", head, 2)
+    for marker, _, head in _jpeg_segments(read):
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
             if len(head) < 10:
                 return None
             bits, h, w, comps = struct.unpack_from(">BHHB", head, 4)
             return w, h, 1 if comps == 1 else 3, 2 if bits > 8 else 1
-        pos += 2 + length
+    return None
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int, int, int] | None:

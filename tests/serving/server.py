@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ec_runtime.serve import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 TRITON_VENV = Path(os.environ.get("EC_TRITON_VENV", ROOT / ".venv-triton"))
 API_KEY = "serving-tests-key"
@@ -25,25 +27,12 @@ def triton_python() -> Path:
     return python
 
 
-def free_ports(n: int = 3) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class Served:
     """One ``ec-serve`` process; ``start()`` returns once it printed its ready line."""
 
     def __init__(self, repo: Path, ports: list[int] | None = None, api_key: str | None = API_KEY) -> None:
         self.repo, self.api_key = repo, api_key
-        self.http_port, self.grpc_port, self.metrics_port = ports or free_ports()
+        self.http_port, self.grpc_port, self.metrics_port = ports or free_ports(3)
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.grpc = f"grpc://127.0.0.1:{self.grpc_port}"
         self.metrics = f"http://127.0.0.1:{self.metrics_port}/metrics"
