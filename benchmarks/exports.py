@@ -53,8 +53,9 @@ def validate_manifest(manifest, path: Path) -> dict:
 
 def available_precisions(manifest: dict) -> tuple[str, ...]:
     """The precisions a validated manifest holds both generators in."""
-    models = manifest["models"]
-    return tuple(p for p in ("fp32", "fp16", "int8") if p in models["edge"] and p in models["inpaint"])
+    from ec_runtime.exportdir import manifest_precisions
+
+    return tuple(manifest_precisions(manifest))
 
 
 def open_export(export_dir: str | Path, precisions=("fp32",), required: bool = True) -> dict:

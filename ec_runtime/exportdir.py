@@ -84,6 +84,12 @@ def _check_manifest(manifest, path: Path) -> dict:
     return manifest
 
 
+def manifest_precisions(manifest: dict) -> list[str]:
+    """Precisions for which a validated ``export.json`` lists both generators."""
+    models = manifest["models"]
+    return [p for p in PRECISIONS if all(p in models[k] for k in ("edge", "inpaint"))]
+
+
 @dataclass
 class ExportDir:
     """An export directory and its validated ``export.json`` (see the module docstring)."""
@@ -126,8 +132,7 @@ class ExportDir:
 
     def precisions(self) -> list[str]:
         """Precisions for which both generators are listed (Canny always runs in fp32)."""
-        models = self.manifest["models"]
-        return [p for p in PRECISIONS if all(p in models[k] for k in ("edge", "inpaint"))]
+        return manifest_precisions(self.manifest)
 
     def model_path(self, kind: str, precision: str) -> Path:
         """The ONNX file of ``kind`` at ``precision`` (Canny falls back to fp32, its only exact form)."""
