@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from ec_train.masks import free_form_mask
-from ec_train.samples import sample_photo
+from ec_train.samples import SAMPLE_PHOTOS, sample_photo
+
+# ec-train options for the quickest real runs (lite, 64 px, batch 1, no VGG, CPU)
+TRAIN_FAST = ["--variant", "lite", "--size", "64", "--batch", "1", "--workers", "0", "--vgg-weights", "none",
+              "--no-progress", "--device", "cpu"]
+
+
+def write_sample_photos(folder: Path, count: int, size: int) -> Path:
+    """The first ``count`` bundled sample photos, ``size`` px, as PNGs in ``folder``; returns ``folder``."""
+    for name in SAMPLE_PHOTOS[:count]:
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(sample_photo(name, size), cv2.COLOR_RGB2BGR))
+    return folder
 
 
 def photo_and_mask(name: str = "astronaut", size: int = 256, seed: int = 0,

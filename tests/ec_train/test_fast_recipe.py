@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,8 +16,8 @@ from ec_train.data import build_train_loader
 from ec_train.errors import CheckpointError
 from ec_train.networks import Discriminator
 from ec_train.registry import create_model
-from ec_train.samples import SAMPLE_PHOTOS, sample_photo
 from ec_train.trainer import ID, IG, Trainer
+from tests.helpers import write_sample_photos
 
 CPU = torch.device("cpu")
 
@@ -29,10 +28,7 @@ def n_params(m: torch.nn.Module) -> int:
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for name in SAMPLE_PHOTOS[:3]:
-        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(sample_photo(name, 40), cv2.COLOR_RGB2BGR))
-    return folder
+    return write_sample_photos(tmp_path_factory.mktemp("photos"), 3, 40)
 
 
 def cfg_for(photos: Path, **kw) -> TrainConfig:

@@ -12,27 +12,21 @@ import textwrap
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 import torch
 from click.testing import CliRunner
 
 from ec_train.checkpoints import TRAIN_FORMAT, load_generator
 from ec_train.cli import main as ec_train
-from ec_train.samples import SAMPLE_PHOTOS, sample_photo
 from ec_train.train import latest_checkpoint, list_checkpoints
+from tests.helpers import TRAIN_FAST as FAST, write_sample_photos
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--variant", "lite", "--size", "64", "--batch", "1", "--workers", "0", "--vgg-weights", "none",
-        "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for name in SAMPLE_PHOTOS[:6]:
-        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(sample_photo(name, 80), cv2.COLOR_RGB2BGR))
-    return folder
+    return write_sample_photos(tmp_path_factory.mktemp("photos"), 6, 80)
 
 
 def run_cli(*args: str) -> str:

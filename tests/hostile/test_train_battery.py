@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import pytest
 
 from tests.hostile.battery import fails, mode, ok, readonly_dir, run, tree
+from tests.helpers import TRAIN_FAST as FAST, write_sample_photos
 
-FAST = ["--variant", "lite", "--size", "64", "--batch", "1", "--workers", "0", "--vgg-weights", "none",
-        "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    from ec_train.samples import SAMPLE_PHOTOS, sample_photo
-
-    folder = tmp_path_factory.mktemp("train_photos")
-    for name in SAMPLE_PHOTOS[:2]:
-        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(sample_photo(name, 72), cv2.COLOR_RGB2BGR))
-    return folder
+    return write_sample_photos(tmp_path_factory.mktemp("train_photos"), 2, 72)
 
 
 # ---------------------------------------------------------------- command-line options
