@@ -7,6 +7,9 @@ Used by :func:`ec_export.exporter.export_models`; each step reads and extends it
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import onnx
 import torch
@@ -113,18 +116,29 @@ def _canny_node_names(model: onnx.ModelProto) -> list[str]:
     return list(seen)
 
 
+@contextlib.contextmanager
+def _without_onednn():
+    """torch's own CPU kernels instead of oneDNN's (its flags context warns about Intel GPUs' TF32: silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
 def _canny_fp16_flips(job) -> int:
     """Edge pixels that differ between Canny in float16 and float32 arithmetic on the accuracy photos.
 
     Measured with the torch module in float16 rather than with ONNX Runtime: its CPU provider runs
     FP16 nodes that lack an FP16 kernel in float32, which would hide the flips a GPU produces.
+    oneDNN is switched off for it: on x86 CPUs its float16 depthwise convolution took minutes to
+    generate a kernel for the Gaussian, and torch's own kernels take milliseconds.
     """
     from ec_export.canny_onnx import CannyFromHoleMask
 
     c = job.canny
     module = CannyFromHoleMask(c["sigma"], c["low"], c["high"], c["iterations"])
     flipped = 0
-    with torch.no_grad():
+    with torch.no_grad(), _without_onednn():
         for feed in job.feeds["canny"]:
             gray, mask = torch.from_numpy(feed["gray"]), torch.from_numpy(feed["mask"])
             ref = module.float()(gray, mask)

@@ -73,7 +73,7 @@ class InpaintStage(nn.Module):
         self.generator = SigmoidHeadInpaint(generator) if isinstance(generator, InpaintGenerator) else generator
 
     def forward(self, image: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.generator(inpaint_generator_input(image, edges, mask))
+        out = self.generator(inpaint_generator_input(image, edges, mask, self.generator))
         return out * mask + image * (1 - mask)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ec_train.errors import CheckpointError
 from ec_train.files import default_file_mode
-from ec_train.networks import Discriminator, EdgeGenerator, InpaintGenerator
+from ec_train.networks import Discriminator, EdgeGenerator, FillInpaintGenerator, InpaintGenerator
 
 TRAIN_FORMAT = "ec-deploy/train-checkpoint/v1"
 MODEL_KEYS = {
@@ -30,7 +30,7 @@ MODEL_KEYS = {
     "inpaint_discriminator": "inpaint_discriminator",
 }
 OFFICIAL_FILES = {"edge": "EdgeModel_gen.pth", "inpaint": "InpaintingModel_gen.pth"}
-GENERATOR_IN_CHANNELS = {3: "edge", 4: "inpaint"}
+GENERATOR_IN_CHANNELS = {3: "edge", 4: "inpaint", 5: "inpaint"}  # 5: FillInpaintGenerator
 DISCRIMINATOR_IN_CHANNELS = {2: "edge_discriminator", 3: "inpaint_discriminator"}
 
 
@@ -76,7 +76,10 @@ def detect_kind(sd: dict[str, torch.Tensor]) -> str:
 
 
 def generator_architecture(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Infer ``kind``, ``base_channels``, ``residual_blocks`` and ``spectral_norm`` from a generator state dict."""
+    """Infer ``kind``, ``base_channels``, ``residual_blocks``, ``spectral_norm`` and ``coarse_fill`` from a generator state dict.
+
+    ``coarse_fill`` marks the 5-input inpaint generator of the ``*-fill`` variants.
+    """
     kind = detect_kind(sd)
     if kind not in ("edge", "inpaint"):
         raise CheckpointError(f"expected a generator state dict, got a {kind.replace('_', ' ')}")
@@ -86,6 +89,7 @@ def generator_architecture(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
         "base_channels": int(_first_conv_weight(sd, "encoder.1").shape[0]),
         "residual_blocks": max(blocks) + 1 if blocks else 0,
         "spectral_norm": "encoder.1.weight_orig" in sd,
+        "coarse_fill": int(_first_conv_weight(sd, "encoder.1").shape[1]) == FillInpaintGenerator.in_channels,
     }
 
 
@@ -133,7 +137,8 @@ def build_generator(arch: dict[str, Any]) -> nn.Module:
     """An untrained generator with the architecture :func:`generator_architecture` describes."""
     if arch["kind"] == "edge":
         return EdgeGenerator(arch["residual_blocks"], arch["spectral_norm"], arch["base_channels"])
-    return InpaintGenerator(arch["residual_blocks"], arch["base_channels"])
+    cls = FillInpaintGenerator if arch.get("coarse_fill") else InpaintGenerator
+    return cls(arch["residual_blocks"], arch["base_channels"])
 
 
 def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:

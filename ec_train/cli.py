@@ -51,7 +51,9 @@ _FIELDS = ("data", "val", "masks", "mask_kind", "mask_invert", "out", "size", "b
 @click.option("--seed", type=int, help="[default: 10]")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               help="YAML config (official config.yml key names accepted); flags override it.")
-@click.option("--variant", type=click.Choice(["edgeconnect", "lite"]), help="[default: edgeconnect]")
+@click.option("--variant", type=click.Choice(["edgeconnect", "lite", "lite-fill"]),
+              help="edgeconnect: the paper's networks; lite: 4 blocks, 32 channels; lite-fill: lite whose stage 2 "
+                   "corrects a smooth coarse fill of the hole (the demo model).  [default: edgeconnect]")
 @click.option("--save-every", type=int, help="Checkpoint interval in iterations.  [default: 1000]")
 @click.option("--keep-last", type=int, help="Checkpoints kept.  [default: 3]")
 @click.option("--eval-every", type=int, help="Validation interval (needs --val; 0 = never).")

@@ -15,6 +15,8 @@ from typing import Any
 
 from ec_train.errors import ConfigError
 
+VARIANT_NAMES = ("edgeconnect", "lite", "lite-fill")  # the keys of ec_train.registry.VARIANTS
+
 MODES = ("edge", "inpaint", "edge-inpaint", "joint")
 OFFICIAL_MODES = {1: "edge", 2: "inpaint", 3: "edge-inpaint", 4: "joint"}
 AMP_MODES = ("off", "bf16", "fp16")
@@ -129,7 +131,7 @@ _FLOAT_RULES = {
     "content_weight": (0, 1e6, False, False), "inpaint_adv_weight": (0, 1e6, False, False),
 }
 _CHOICES = {
-    "mode": MODES, "mask_kind": ("irregular", "block", "half", "mixed"), "variant": ("edgeconnect", "lite"),
+    "mode": MODES, "mask_kind": ("irregular", "block", "half", "mixed"), "variant": VARIANT_NAMES,
     "gan_loss": ("nsgan", "lsgan", "hinge"), "amp": AMP_MODES,
 }
 _BOOLS = ("mask_invert", "channels_last", "progress")

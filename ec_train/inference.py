@@ -83,7 +83,7 @@ class ReferencePipeline:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             t = tick("edge", t)
-            out = self.inpaint(inpaint_generator_input(image, fed, mask))
+            out = self.inpaint(inpaint_generator_input(image, fed, mask, self.inpaint))
             merged = out * mask + image * (1 - mask)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ec_train.coarse_fill import coarse_fill
+
 INIT_STD = 0.02
 
 
@@ -137,6 +139,29 @@ class InpaintGenerator(_Generator):
         return (torch.tanh(self.body(x)) + 1) / 2
 
 
+class FillInpaintGenerator(_Generator):
+    """Stage 2 of the ``*-fill`` variants: a learned correction added to a smooth coarse fill.
+
+    Input ``cat(img*(1-m)+m, edges, m)`` (N,5,H,W); output ``clamp(fill + body(cat(fill, edges, m)), 0, 1)``
+    where ``fill`` is :func:`ec_train.coarse_fill.coarse_fill` of the known pixels. The last conv
+    starts at zero, so an untrained network returns the coarse fill itself. Its first conv takes 5
+    channels, which is how a checkpoint tells this generator from the official 4-channel one.
+    """
+
+    in_channels = 5
+    out_channels = 3
+
+    def __init__(self, residual_blocks: int = 8, base_channels: int = 64):
+        super().__init__(residual_blocks, base_channels, use_spectral_norm=False)
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, edges, mask = x[:, :3], x[:, 3:4], x[:, 4:5]
+        fill = coarse_fill(image, 1 - mask)
+        return (fill + self.body(torch.cat([fill, edges, mask], dim=1))).clamp(0, 1)
+
+
 class Discriminator(nn.Module):
     """70x70 PatchGAN. Returns ``(output, [conv1..conv5 features])``.
 
@@ -177,9 +202,17 @@ def edge_generator_input(gray: torch.Tensor, edges: torch.Tensor, mask: torch.Te
     return torch.cat([gray * (1 - mask) + mask, edges * (1 - mask), mask], dim=1)
 
 
-def inpaint_generator_input(image: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Stage-2 input: ``cat(img*(1-m)+m, edges)``; mask 1 marks the hole."""
-    return torch.cat([image * (1 - mask) + mask, edges], dim=1)
+def inpaint_generator_input(image: torch.Tensor, edges: torch.Tensor, mask: torch.Tensor,
+                            generator: nn.Module | None = None) -> torch.Tensor:
+    """Stage-2 input: ``cat(img*(1-m)+m, edges)``; mask 1 marks the hole.
+
+    Pass the ``generator`` it is for: a :class:`FillInpaintGenerator` (possibly wrapped in DDP)
+    also takes the mask, as a fifth channel.
+    """
+    parts = [image * (1 - mask) + mask, edges]
+    if isinstance(getattr(generator, "module", generator), FillInpaintGenerator):
+        parts.append(mask)
+    return torch.cat(parts, dim=1)
 
 
 def rgb_to_gray(image: torch.Tensor) -> torch.Tensor:

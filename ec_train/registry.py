@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from ec_train.errors import ConfigError
-from ec_train.networks import Discriminator, EdgeGenerator, InpaintGenerator
+from ec_train.networks import Discriminator, EdgeGenerator, FillInpaintGenerator, InpaintGenerator
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Variant:
     base_channels: int
     description: str
     discriminator_channels: int = 64
+    coarse_fill: bool = False  # stage 2 corrects a smooth coarse fill (FillInpaintGenerator)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,6 +36,8 @@ VARIANTS: dict[str, Variant] = {
     "edgeconnect": Variant("edgeconnect", 8, 64, "the paper's generators (10.8M parameters each)"),
     "lite": Variant("lite", 4, 32, "4 residual blocks, 32 base channels: fast CPU demo and tests",
                     discriminator_channels=32),
+    "lite-fill": Variant("lite-fill", 4, 32, "lite, with stage 2 correcting a smooth coarse fill of the hole "
+                         "(the shipped demo model)", discriminator_channels=32, coarse_fill=True),
 }
 
 PARTS = ("edge", "inpaint", "edge_discriminator", "inpaint_discriminator")
@@ -59,7 +62,8 @@ def create_model(variant: str = "edgeconnect", part: str = "edge", use_spectral_
     if part == "edge":
         return EdgeGenerator(v.residual_blocks, use_spectral_norm, v.base_channels)
     if part == "inpaint":
-        return InpaintGenerator(v.residual_blocks, v.base_channels)
+        cls = FillInpaintGenerator if v.coarse_fill else InpaintGenerator
+        return cls(v.residual_blocks, v.base_channels)
     if part == "edge_discriminator":
         return Discriminator(2, use_sigmoid=True, use_spectral_norm=use_spectral_norm,
                              base_channels=v.discriminator_channels)

@@ -219,7 +219,7 @@ class Trainer:
                 e_out = nets[EG](x)
             stage2_edges = e_out * masks + edges * (1 - masks)
         if cfg.trains_inpaint:
-            i_out = nets[IG](self._layout(inpaint_generator_input(images, stage2_edges, masks)))
+            i_out = nets[IG](self._layout(inpaint_generator_input(images, stage2_edges, masks, nets[IG])))
         return e_out, i_out, stage2_edges
 
     def train_step(self, batch: dict) -> tuple[dict[str, float], dict[str, torch.Tensor]]:

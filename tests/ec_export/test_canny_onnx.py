@@ -115,3 +115,27 @@ def test_tensorrt_parses_and_builds_with_a_dynamic_profile(canny_onnx, tmp_path)
     sidecar = json.loads(engine.with_name(engine.name + ".json").read_text())
     assert sidecar["profile"] == {"min": [1, 32, 32], "opt": [1, 128, 128], "max": [2, 256, 256]}
     assert sidecar["precision"] == "fp32"
+
+
+def test_fp16_flip_count_finishes_at_the_default_settings():
+    """``ec-export --fp16`` counts Canny's FP16 flips with torch in float16. On x86 CPUs oneDNN's
+    float16 depthwise convolution spent minutes generating its kernel at the default Canny settings
+    (the export looked hung); the count must take seconds."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import types, numpy as np
+        from ec_export.canny_onnx import CannyFromHoleMask
+        from ec_export.variants import _canny_fp16_flips
+        c = CannyFromHoleMask()
+        rng = np.random.default_rng(0)
+        feed = {"gray": rng.random((1, 1, 32, 32), dtype=np.float32),
+                "mask": (rng.random((1, 1, 32, 32)) > 0.8).astype(np.float32)}
+        job = types.SimpleNamespace(canny=c.settings(), feeds={"canny": [feed]})
+        print(_canny_fp16_flips(job))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 0

@@ -38,7 +38,7 @@ def reference(lite_models, lite_export):
         edges = canny(gray, 1 - mask)
         raw = edge(edge_generator_input(gray, edges, mask))
         merged = raw * mask + edges * (1 - mask)
-        out = inpaint(inpaint_generator_input(image, merged if merge == "training" else raw, mask))
+        out = inpaint(inpaint_generator_input(image, merged if merge == "training" else raw, mask, inpaint))
         final = out * mask + image * (1 - mask)
         return {"image_out": final.numpy(), "edges": edges.numpy(), "edges_out": merged.numpy(),
                 "edges_raw": raw.numpy()}
