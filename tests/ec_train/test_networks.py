@@ -60,3 +60,13 @@ def test_registry_variants_and_errors():
         create_model("nope", "edge")
     with pytest.raises(ConfigError, match="part"):
         create_model("lite", "body")
+
+
+def test_every_variant_is_offered_by_the_config_and_the_cli():
+    from ec_train.cli import main as train_cli
+    from ec_train.config import VARIANT_NAMES
+
+    assert VARIANT_NAMES == tuple(VARIANTS)
+    option = next(p for p in train_cli.params if p.name == "variant")
+    assert tuple(option.type.choices) == tuple(VARIANTS)
+    assert create_model("lite-fill", "edge").state_dict().keys() == create_model("lite", "edge").state_dict().keys()
