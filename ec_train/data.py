@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import warnings
 from pathlib import Path
 
@@ -167,6 +168,17 @@ def build_mask_source(cfg, paired: bool = False, required: int = 1) -> MaskSourc
                       paired=paired, required=required)
 
 
+def _worker_ignores_stop_signals(_worker_id: int) -> None:
+    """Leave SIGINT/SIGTERM to the main process, which stops the run and then the workers.
+
+    A Ctrl-C or ``kill -- -PGID`` reaches every process of the group. A worker killed by it made
+    the DataLoader raise "worker ... is killed by signal" inside the main process, even in the
+    middle of writing the final checkpoint.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_train_loader(cfg, rank: int = 0, world_size: int = 1, start_iteration: int = 0):
     """The endless training DataLoader (per-rank batch ``cfg.batch``), positioned at ``start_iteration``."""
     dataset = InpaintDataset(list_images(cfg.data, "training images"), build_mask_source(cfg), cfg.size,
@@ -175,7 +187,7 @@ def build_train_loader(cfg, rank: int = 0, world_size: int = 1, start_iteration:
     return torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers, drop_last=False,
         pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_worker_ignores_stop_signals,
     ), dataset
 
 

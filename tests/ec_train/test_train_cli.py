@@ -201,3 +201,27 @@ def test_ctrl_c_saves_a_checkpoint(photos, tmp_path, stop):
     assert "interrupted at iteration" in output
     state = torch.load(latest_checkpoint(run), weights_only=True)  # written only by the exit handler
     assert state["iteration"] >= 2
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_with_loader_workers(photos, tmp_path):
+    """``kill -- -PGID`` (and schedulers that signal the job's group) reach the DataLoader workers too;
+    the run must still stop cleanly with its checkpoint, not with a dead-worker traceback."""
+    run = tmp_path / "run"
+    fast = list(FAST)
+    fast[fast.index("--workers") + 1] = "1"
+    cmd = [sys.executable, "-m", "ec_train.cli", "edge", "--data", str(photos), "--out", str(run), "--iters", "100000",
+           "--save-every", "100000", "--sample-every", "1", *fast]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not (run / "samples" / "train_00000002.png").exists():
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output
+    assert "interrupted at iteration" in output and "Traceback" not in output, output
+    assert torch.load(latest_checkpoint(run), weights_only=True)["iteration"] >= 2
