@@ -18,7 +18,7 @@ fi
 bin=.venv/bin
 mkdir -p "$out"
 
-echo "== 1/5 export the demo model (lite variant trained with ec-train on open photos)"
+echo "== 1/5 export the demo model (lite-fill variant trained with ec-train on open photos)"
 demo=$($bin/python -c "from ec_train.pretrained import demo_checkpoint; print(demo_checkpoint())")
 if [ "$quick" = 1 ]; then
     $bin/ec-export "$demo" -o "$out/export" -q

@@ -31,7 +31,8 @@ def test_demo_checkpoint_is_small_and_loads():
     path = demo_checkpoint()
     assert path.stat().st_size < 8 * 2**20
     edge, inpaint = load_generator(path, "edge"), load_generator(path, "inpaint")
-    assert sum(p.numel() for p in inpaint.parameters()) == 1_519_651
+    assert sum(p.numel() for p in inpaint.parameters()) == 1_521_219  # lite-fill: 5-channel first conv
+    assert type(inpaint).__name__ == "FillInpaintGenerator"
     assert edge.encoder[1].weight_orig.dtype.is_floating_point
 
 
@@ -51,3 +52,26 @@ def test_cpu_int8_is_within_40db_of_fp32_on_photos(demo_export):
         for name, seed in (("rocket", 11), ("chelsea", 12), ("astronaut", 13)):
             img, mask = photo_and_mask(name, 256, seed)
             assert psnr(q.inpaint(img, mask), ref.inpaint(img, mask), 255) >= 40, name
+
+
+@pytest.mark.slow
+def test_the_shipped_model_beats_opencv_on_held_out_photos():
+    """The bundled FP32 export against cv2.inpaint (TELEA and NS) on photos it never trained on:
+    a smaller form of ``ec-eval --size 256`` (2 photos x 2 holes per bin) that guards the target."""
+    import cv2
+
+    from benchmarks.quality import eval_cases, evaluate, opencv_method
+    from ec_runtime import Inpainter
+    from ec_runtime.cli import DEMO_MODEL_DIR
+    from ec_train.samples import sample_photo
+
+    photos = {name: sample_photo(name, 256) for name in ("astronaut", "coffee")}
+    cases = [c for c in eval_cases(photos, masks_per_bin=2, seed=0) if c.bin[0] >= 0.2]
+    with Inpainter.from_dir(DEMO_MODEL_DIR, backend="onnxruntime", strategy="original") as ours:
+        rows = evaluate({"ours": ours.inpaint, "TELEA": opencv_method(cv2.INPAINT_TELEA),
+                         "NS": opencv_method(cv2.INPAINT_NS)}, cases, progress=False)
+    score = {(r["method"], r["holes"]): (r["psnr_db"], r["ssim"]) for r in rows}
+    for holes in ("20-30%", "30-40%", "40-50%"):
+        for baseline in ("TELEA", "NS"):
+            assert score["ours", holes][0] > score[baseline, holes][0], (holes, baseline, score)
+            assert score["ours", holes][1] > score[baseline, holes][1], (holes, baseline, score)

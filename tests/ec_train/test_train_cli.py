@@ -169,8 +169,11 @@ def test_kill_during_checkpoint_write_keeps_latest_loadable(tmp_path):
         # wait until one checkpoint is complete and the next one is half written
         while time.monotonic() < deadline:
             tmp = list(folder.glob(".ckpt_*.tmp")) if folder.is_dir() else []
-            if list_checkpoints(tmp_path / "run") and tmp and tmp[0].stat().st_size > 10_000_000:
-                break
+            try:
+                if list_checkpoints(tmp_path / "run") and tmp and tmp[0].stat().st_size > 10_000_000:
+                    break
+            except FileNotFoundError:  # renamed into place between the glob and the stat
+                pass
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
