@@ -20,7 +20,7 @@ from torch import nn
 
 from ec_train.errors import CheckpointError
 from ec_train.files import default_file_mode
-from ec_train.networks import Discriminator, EdgeGenerator, FillInpaintGenerator, InpaintGenerator
+from ec_train.networks import Discriminator, EdgeGenerator, FillInpaintGenerator, inpaint_generator_class
 
 TRAIN_FORMAT = "ec-deploy/train-checkpoint/v1"
 MODEL_KEYS = {
@@ -137,8 +137,7 @@ def build_generator(arch: dict[str, Any]) -> nn.Module:
     """An untrained generator with the architecture :func:`generator_architecture` describes."""
     if arch["kind"] == "edge":
         return EdgeGenerator(arch["residual_blocks"], arch["spectral_norm"], arch["base_channels"])
-    cls = FillInpaintGenerator if arch.get("coarse_fill") else InpaintGenerator
-    return cls(arch["residual_blocks"], arch["base_channels"])
+    return inpaint_generator_class(arch.get("coarse_fill", False))(arch["residual_blocks"], arch["base_channels"])
 
 
 def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:

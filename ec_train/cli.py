@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from ec_train.config import VARIANT_NAMES
+
 MODES = ("edge", "inpaint", "edge-inpaint", "joint")
 
 # CLI option -> TrainConfig field (only options the user actually gave override the config).
@@ -51,7 +53,7 @@ _FIELDS = ("data", "val", "masks", "mask_kind", "mask_invert", "out", "size", "b
 @click.option("--seed", type=int, help="[default: 10]")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               help="YAML config (official config.yml key names accepted); flags override it.")
-@click.option("--variant", type=click.Choice(["edgeconnect", "lite", "lite-fill"]),
+@click.option("--variant", type=click.Choice(VARIANT_NAMES),
               help="edgeconnect: the paper's networks; lite: 4 blocks, 32 channels; lite-fill: lite whose stage 2 "
                    "corrects a smooth coarse fill of the hole (the demo model).  [default: edgeconnect]")
 @click.option("--save-every", type=int, help="Checkpoint interval in iterations.  [default: 1000]")

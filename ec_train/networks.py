@@ -162,6 +162,11 @@ class FillInpaintGenerator(_Generator):
         return (fill + self.body(torch.cat([fill, edges, mask], dim=1))).clamp(0, 1)
 
 
+def inpaint_generator_class(coarse_fill: bool) -> type[_Generator]:
+    """The stage-2 class: :class:`FillInpaintGenerator` for the ``*-fill`` variants, else :class:`InpaintGenerator`."""
+    return FillInpaintGenerator if coarse_fill else InpaintGenerator
+
+
 class Discriminator(nn.Module):
     """70x70 PatchGAN. Returns ``(output, [conv1..conv5 features])``.
 

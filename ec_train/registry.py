@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from ec_train.errors import ConfigError
-from ec_train.networks import Discriminator, EdgeGenerator, FillInpaintGenerator, InpaintGenerator
+from ec_train.networks import Discriminator, EdgeGenerator, InpaintGenerator, inpaint_generator_class
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,7 @@ def create_model(variant: str = "edgeconnect", part: str = "edge", use_spectral_
     if part == "edge":
         return EdgeGenerator(v.residual_blocks, use_spectral_norm, v.base_channels)
     if part == "inpaint":
-        cls = FillInpaintGenerator if v.coarse_fill else InpaintGenerator
-        return cls(v.residual_blocks, v.base_channels)
+        return inpaint_generator_class(v.coarse_fill)(v.residual_blocks, v.base_channels)
     if part == "edge_discriminator":
         return Discriminator(2, use_sigmoid=True, use_spectral_norm=use_spectral_norm,
                              base_channels=v.discriminator_channels)
